@@ -1,0 +1,85 @@
+"""The one record type every data source produces, and the image loader that goes with it.
+
+A :class:`Record` is one training or evaluation example: a question (with or without an image), the answer
+to train towards and, for harmful questions, the compliant answer whose prefixes the objective cuts. Sources
+(:mod:`reminder_lightning.data.sources`) map their own column names onto it once, at load time, so the rest
+of the package never sees a dataset's own layout.
+
+Images stay undecoded in the record (a path or the encoded bytes) so loading 100k records is cheap and a
+broken image is reported when it is opened, with the record that holds it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+class RecordError(ValueError):
+    """A record that cannot be used: the message names the file, the record, the field and the fix."""
+
+
+@dataclass
+class Record:
+    """One question with its answers.
+
+    Attributes:
+        id: Unique within its source; taken from the data or ``"<source-name>:<row index>"``.
+        question: The user's question, as text.
+        safe_answer: Harmful record: the refusal to train towards. Benign record: the helpful answer.
+        is_safe: ``True`` for a benign record, ``False`` for a harmful one.
+        harmful_answer: Harmful records only: the compliant answer whose prefixes are cut.
+        image: An absolute path (``str``) or the raw encoded bytes of the image; ``None`` for text only.
+        category: The harm (or topic) category, when the data has one.
+        source: Where the record came from (file path or hub id, and row number), for error messages.
+    """
+
+    id: str
+    question: str
+    safe_answer: str
+    is_safe: bool
+    harmful_answer: str | None = None
+    image: str | bytes | None = None
+    category: str | None = None
+    source: str = ""
+
+
+def load_image(record: Record) -> Image.Image:
+    """Decode the record's image and return it in RGB.
+
+    Raises:
+        RecordError: The record has no image, its file does not exist, or the file or bytes cannot be
+            decoded. The message names the source, the record id, the field ``image`` and the fix.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    where = f"{record.source or '<unknown source>'}: record '{record.id}', field 'image'"
+    if record.image is None:
+        raise RecordError(
+            f"{where}: the record has no image (text-only). Fix: check `record.image is not None` before "
+            "calling load_image, or give the record an image path."
+        )
+    if isinstance(record.image, bytes):
+        what, fp = f"{len(record.image)} embedded bytes", io.BytesIO(record.image)
+    else:
+        path = Path(record.image)
+        if not path.is_file():
+            raise RecordError(
+                f"{where}: image file not found: {path}. Fix: correct the path in the data, or set "
+                "`image_root` to the folder that relative image paths are relative to."
+            )
+        what, fp = f"file {path}", path
+    try:
+        with Image.open(fp) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise RecordError(
+            f"{where}: cannot decode the image ({what}): {err}. Fix: re-export the image as PNG or JPEG, "
+            "or remove the record from the data."
+        ) from err

@@ -1,0 +1,1 @@
+"""Training the reminder with Lightning: the SAPT objective and the LightningModule."""

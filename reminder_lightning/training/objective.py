@@ -1,0 +1,133 @@
+"""Safety-Activation Prompt Tuning (SAPT): example construction and loss.
+
+An example is ``chat prompt (with image) + prefix + reminder + target``:
+
+* harmful record: ``prefix`` is a random cut of the *harmful* answer, ``target`` the *safe* answer;
+* benign record: ``prefix`` is a random cut of the helpful answer, ``target`` the rest of it.
+
+The prefix is empty with probability ``p_empty_prefix``; otherwise a random character length in
+``[min_prefix_chars, len(answer)]`` is cut back to the last space. Labels are -100 up to and including
+the last reminder token, so the language-model loss covers the target (and its end-of-answer token)
+only. The loss is ``LM cross-entropy + cls_weight * BCE(probe(h at last reminder token), is_safe)``
+when a probe is given, the LM term alone otherwise.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from reminder_lightning.data.records import Record
+from reminder_lightning.vlm.adapter import PromptBuilder
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SaptSettings:
+    """Numbers of the SAPT objective (reference defaults).
+
+    Args:
+        p_empty_prefix: Probability that the assistant prefix is empty.
+        min_prefix_chars: Shortest non-empty prefix cut, in characters.
+        cls_weight: Weight of the probe's BCE term (lambda); ignored without a probe.
+        max_length: Longest token sequence. Image and prompt tokens are never cut: the target is cut
+            from its end first (down to ``min_target_tokens``), then the prefix from its end.
+        min_target_tokens: Target tokens kept when truncating.
+    """
+
+    p_empty_prefix: float = 1 / 3
+    min_prefix_chars: int = 20
+    cls_weight: float = 0.05
+    max_length: int = 1024
+    min_target_tokens: int = 8
+
+    def __post_init__(self):
+        if not 0.0 <= self.p_empty_prefix <= 1.0:
+            raise ValueError(f"p_empty_prefix must be in [0, 1], got {self.p_empty_prefix}")
+        if self.min_prefix_chars < 1 or self.max_length < 2 or self.min_target_tokens < 1:
+            raise ValueError("min_prefix_chars, min_target_tokens must be >= 1 and max_length >= 2")
+        if self.cls_weight < 0:
+            raise ValueError(f"cls_weight must be >= 0, got {self.cls_weight}")
+
+
+def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_chars: int = 20) -> str:
+    """A random prefix of ``answer`` ending at a word boundary (may be empty)."""
+    if rng.random() < p_empty or len(answer) < min_chars:
+        return ""
+    length = rng.randint(min_chars, len(answer))
+    cut = answer[:length]
+    space = cut.rfind(" ")
+    return cut[:space] if space > 0 else ""
+
+
+def prefix_and_target(record: Record, rng: random.Random, settings: SaptSettings) -> tuple[str, str]:
+    """The (prefix, target) pair of one SAPT example drawn from ``record``."""
+    if record.is_safe:
+        prefix = cut_prefix(record.safe_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
+        return prefix, record.safe_answer[len(prefix) :]
+    if not record.harmful_answer:
+        raise ValueError(f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from.")
+    prefix = cut_prefix(record.harmful_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
+    return prefix, record.safe_answer
+
+
+def encode_example(
+    builder: PromptBuilder,
+    placeholder_ids: list[int],
+    question: str,
+    image,
+    prefix: str,
+    target: str,
+    is_safe: bool,
+    settings: SaptSettings,
+    record_id: str = "?",
+) -> dict[str, torch.Tensor]:
+    """Tokenise one SAPT example (batch dimension 1).
+
+    Returns the processor's tensors extended with prefix, reminder placeholders and target, plus
+    ``labels`` ``(1, L)``, ``reminder_index`` ``(1,)`` (position of the last reminder token) and
+    ``is_safe`` ``(1,)``.
+    """
+    encoded = builder.encode_prompt(question, image)
+    prompt_len = int(encoded["input_ids"].shape[1])
+    prefix_ids = builder.encode_text(prefix)
+    target_ids = builder.encode_text(target) + builder.end_of_answer_ids()
+    n = len(placeholder_ids)
+    budget = settings.max_length - prompt_len - n
+    if budget < 1:
+        raise ValueError(
+            f"Record {record_id!r}: the prompt alone is {prompt_len} tokens (+{n} reminder tokens), over max_length="
+            f"{settings.max_length}. Image and prompt tokens are never cut: raise max_length or shorten the question."
+        )
+    if len(prefix_ids) + len(target_ids) > budget:
+        keep_target = max(budget - len(prefix_ids), min(len(target_ids), settings.min_target_tokens))
+        target_ids = target_ids[: min(keep_target, budget)]
+        prefix_ids = prefix_ids[: max(budget - len(target_ids), 0)]
+    encoded = builder.append_tokens(encoded, prefix_ids + placeholder_ids + target_ids)
+    reminder_index = prompt_len + len(prefix_ids) + n - 1
+    labels = torch.full_like(encoded["input_ids"], IGNORE_INDEX)
+    labels[0, reminder_index + 1 :] = torch.tensor(target_ids, dtype=labels.dtype)
+    encoded["labels"] = labels
+    encoded["reminder_index"] = torch.tensor([reminder_index])
+    encoded["is_safe"] = torch.tensor([float(is_safe)])
+    return encoded
+
+
+def per_sample_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of each sample over its labelled tokens, ``(B,)``.
+
+    ``logits`` ``(B, T, V)`` predict ``labels`` ``(B, T)`` shifted by one (position t predicts t+1).
+    A per-sample mean (rather than one token mean over the batch) makes the loss of a global batch
+    split over DDP ranks equal to the loss of the same batch on one device.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:].to(shift_logits.device)
+    losses = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none")
+    counts = (shift_labels != IGNORE_INDEX).sum(1)
+    if bool((counts == 0).any()):
+        raise ValueError("A training sample has no target tokens: every label is -100 after the reminder.")
+    return losses.sum(1) / counts

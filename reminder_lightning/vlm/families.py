@@ -1,0 +1,90 @@
+"""The small differences between model families, in one place.
+
+Everything else in the package is generic: prompts go through the processor's chat template, images
+through its image processor, and any per-token tensor the processor returns (``attention_mask``,
+Gemma 3's ``token_type_ids``, Qwen2-VL's ``mm_token_type_ids``, ...) is extended generically when tokens
+are appended. A family class only overrides what that generic path gets wrong. To support a new
+family, subclass :class:`VLMFamily`, set ``model_types`` and decorate it with :func:`register_family`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+_REGISTRY: dict[str, type[VLMFamily]] = {}
+
+
+def register_family(cls: type[VLMFamily]) -> type[VLMFamily]:
+    for model_type in cls.model_types:
+        _REGISTRY[model_type] = cls
+    return cls
+
+
+class VLMFamily:
+    """Generic behaviour, right for most ``AutoModelForImageTextToText`` models with a chat template."""
+
+    name: ClassVar[str] = "generic"
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: value appended to a per-token tensor (same shape as ``input_ids``) for each new text token
+    token_tensor_fill: ClassVar[dict[str, int]] = {"attention_mask": 1}
+
+    def messages(self, question: str, has_image: bool, system_prompt: str | None = None) -> list[dict]:
+        """Chat messages for one user turn: the image (if any) first, then the question."""
+        content: list[dict] = [{"type": "image"}] if has_image else []
+        content.append({"type": "text", "text": question})
+        messages: list[dict] = []
+        if system_prompt is not None:
+            messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def end_of_answer_ids(self, tokenizer, generation_eos: int | list[int] | None) -> list[int]:
+        """Token ids that close an assistant answer in training targets (the first EOS by default)."""
+        eos = generation_eos if generation_eos is not None else tokenizer.eos_token_id
+        if isinstance(eos, list | tuple):
+            eos = eos[0]
+        if eos is None:
+            raise ValueError("The model defines no EOS token; set one in its generation_config or tokenizer.")
+        return [int(eos)]
+
+    def fill_value(self, key: str) -> int:
+        return self.token_tensor_fill.get(key, 0)
+
+
+@register_family
+class LlavaFamily(VLMFamily):
+    """LLaVA-1.5 (llava-hf) and LLaVA-NeXT: CLIP tower, projector, Llama/Vicuna LM; ``USER: ... ASSISTANT:``."""
+
+    name = "llava"
+    model_types = ("llava", "llava_next")
+
+
+@register_family
+class Qwen2VLFamily(VLMFamily):
+    """Qwen2-VL / Qwen2.5-VL: dynamic-resolution ViT, M-RoPE. ``mm_token_type_ids`` (0 for text) drive M-RoPE."""
+
+    name = "qwen2_vl"
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+
+
+@register_family
+class Gemma3Family(VLMFamily):
+    """Gemma 3: SigLIP tower, pooled soft image tokens with bidirectional attention (``token_type_ids``)."""
+
+    name = "gemma3"
+    model_types = ("gemma3",)
+
+    def end_of_answer_ids(self, tokenizer, generation_eos):
+        end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if end_of_turn is None or end_of_turn == tokenizer.unk_token_id:
+            return super().end_of_answer_ids(tokenizer, generation_eos)
+        return [int(end_of_turn)]
+
+
+def family_for(model_type: str) -> VLMFamily:
+    """The family of a transformers ``model_type``; the generic family when none is registered."""
+    return _REGISTRY.get(model_type, VLMFamily)()
+
+
+def known_families() -> dict[str, type[VLMFamily]]:
+    return dict(_REGISTRY)
