@@ -33,7 +33,6 @@ class SaptSettings:
     Args:
         p_empty_prefix: Probability that the assistant prefix is empty.
         min_prefix_chars: Shortest non-empty prefix cut, in characters.
-        cls_weight: Weight of the probe's BCE term (lambda); ignored without a probe.
         max_length: Longest token sequence. Image and prompt tokens are never cut: the target is cut
             from its end first (down to ``min_target_tokens``), then the prefix from its end.
         min_target_tokens: Target tokens kept when truncating.
@@ -41,7 +40,6 @@ class SaptSettings:
 
     p_empty_prefix: float = 1 / 3
     min_prefix_chars: int = 20
-    cls_weight: float = 0.05
     max_length: int = 1024
     min_target_tokens: int = 8
 
@@ -50,8 +48,6 @@ class SaptSettings:
             raise ValueError(f"p_empty_prefix must be in [0, 1], got {self.p_empty_prefix}")
         if self.min_prefix_chars < 1 or self.max_length < 2 or self.min_target_tokens < 1:
             raise ValueError("min_prefix_chars, min_target_tokens must be >= 1 and max_length >= 2")
-        if self.cls_weight < 0:
-            raise ValueError(f"cls_weight must be >= 0, got {self.cls_weight}")
 
 
 def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_chars: int = 20) -> str:

@@ -22,6 +22,9 @@ import torch
 from reminder_lightning.vlm.processors import processor_without_torchvision, torchvision_available
 
 TINY_PREFIX = "tiny:"
+#: Weight init std of the tiny models. Larger than the usual 0.02 so that a 2-layer random model has
+#: peaked (not near-uniform) next-token distributions that a 4-vector soft prompt can visibly steer.
+INIT_RANGE = 0.2
 _CORPUS = """
 The quick brown fox jumps over the lazy dog. A picture shows a red square on a white background.
 How do I bake bread at home? Mix flour, water, salt and yeast, knead the dough, let it rise and bake it.
@@ -130,9 +133,9 @@ def build_tiny_llava(seed: int = 0):
             vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
         ),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), initializer_range=INIT_RANGE,
         vision_feature_select_strategy="default", vision_feature_layer=-2,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -168,7 +171,7 @@ def build_tiny_qwen2_vl(seed: int = 0):
             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
             "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
             "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
-            "bos_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids["<|endoftext|>"], "initializer_range": INIT_RANGE,
         },
         vision_config={
             "depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2,
@@ -176,6 +179,7 @@ def build_tiny_qwen2_vl(seed: int = 0):
         },
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        initializer_range=INIT_RANGE,
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
@@ -210,12 +214,12 @@ def build_tiny_gemma3(seed: int = 0):
             vocab_size=_padded_vocab(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=64,
             max_position_embeddings=2048, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
-            eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
+            eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]], initializer_range=INIT_RANGE,
         ),
         vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                          num_attention_heads=2, image_size=56, patch_size=14),
         mm_tokens_per_image=4, boi_token_id=ids["<start_of_image>"], eoi_token_id=ids["<end_of_image>"],
-        image_token_id=ids["<image_soft_token>"],
+        image_token_id=ids["<image_soft_token>"], initializer_range=INIT_RANGE,
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config)
@@ -263,7 +267,7 @@ def ensure_tiny_model(family: str, cache_dir: str | os.PathLike | None = None, s
     return target
 
 
-TINY_VERSION = 1
+TINY_VERSION = 2
 _REAL_VIDEO_PROCESSORS = {
     "qwen2_vl": {"video_processor_type": "Qwen2VLVideoProcessor", "merge_size": 2, "patch_size": 14,
                  "temporal_patch_size": 2},

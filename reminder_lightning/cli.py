@@ -1,0 +1,32 @@
+"""Command line: ``python -m reminder_lightning {fit,validate,test,predict} --config CONFIG``.
+
+A thin ``LightningCLI``: the model is :class:`SafetyReminderModule`, the data a
+:class:`HarmfulBenignDataModule` (or a subclass). ``model.vlm`` and ``model.num_tokens`` are linked
+into the data module, so each is set once.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningCLI
+
+from reminder_lightning.data.datamodule import HarmfulBenignDataModule
+from reminder_lightning.training.module import SafetyReminderModule
+
+
+class ReminderCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.vlm", "data.init_args.vlm")
+        parser.link_arguments("model.num_tokens", "data.init_args.num_tokens")
+
+
+def main(args: list[str] | None = None, run: bool = True) -> ReminderCLI:
+    """Entry point; ``args`` lets tests call the real CLI in-process."""
+    return ReminderCLI(
+        SafetyReminderModule,
+        HarmfulBenignDataModule,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )

@@ -1,0 +1,210 @@
+"""SafetyReminderModule: SAPT on a frozen VLM; only the soft prompt trains.
+
+The VLM is built in :meth:`configure_model` (so FSDP / DeepSpeed can shard it), frozen and kept in
+eval mode. Checkpoints hold only the soft prompt and the probe (plus optimizer state), so a 7B run's
+checkpoint is kilobytes. At the end of ``fit`` the reminder is exported as one ``reminder.safetensors``
+in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+
+from reminder_lightning.reminder.artifact import load_probe, save_reminder
+from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.reminder.soft_prompt import DEFAULT_INIT_TEXT, InitKind, SoftPrompt
+from reminder_lightning.training.objective import per_sample_lm_loss
+from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+
+_TRAINED_PREFIXES = ("soft_prompt.", "probe.")
+_BATCH_EXTRAS = ("labels", "reminder_index", "is_safe")
+
+
+def reference_adamw(params) -> torch.optim.Optimizer:
+    """The reference optimiser: AdamW, lr 1e-4, betas (0.9, 0.999), weight decay 0.01."""
+    return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01)
+
+
+class SafetyReminderModule(L.LightningModule):
+    """Trains a Safety Reminder (soft prompt) on a frozen VLM with the SAPT objective.
+
+    Args:
+        vlm: Which VLM to load and how (hub id / path / ``tiny:<family>``, dtype, attention).
+        num_tokens: Number of reminder vectors (reference: 4).
+        init: Soft prompt initialisation: ``text`` (embeddings of ``init_text``), ``vocab`` or ``random``.
+        init_text: Text whose token embeddings initialise the reminder.
+        init_seed: Seed for ``vocab`` / ``random`` initialisation.
+        probe_path: Safetensors file with a fitted safety probe (``probe.*`` tensors, or a reminder
+            artifact). With a probe the loss adds ``cls_weight`` x BCE(P(safe) at the last reminder
+            token, is_safe); without one it is the LM loss alone.
+        cls_weight: Weight (lambda) of the probe's BCE term (reference: 0.05).
+        interval: Check interval in generated tokens, stored in the exported artifact (reference: 16).
+        threshold: P(safe) below which generation is flagged, stored in the artifact (reference: 0.2).
+        optimizer: Optimiser for the soft prompt (default: the reference AdamW).
+        gradient_checkpointing: Recompute the frozen model's activations in backward (saves memory on 7B).
+        export_path: Where to write ``reminder.safetensors`` at the end of fit; default: the run directory.
+    """
+
+    def __init__(
+        self,
+        vlm: VLMSpec,
+        num_tokens: int = 4,
+        init: InitKind = "text",
+        init_text: str = DEFAULT_INIT_TEXT,
+        init_seed: int = 0,
+        probe_path: str | None = None,
+        cls_weight: float = 0.05,
+        interval: int = 16,
+        threshold: float = 0.2,
+        optimizer: OptimizerCallable = reference_adamw,
+        gradient_checkpointing: bool = False,
+        export_path: str | None = None,
+    ):
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        if cls_weight < 0:
+            raise ValueError(f"cls_weight must be >= 0, got {cls_weight}")
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.vlm_spec = vlm if isinstance(vlm, VLMSpec) else VLMSpec(**vlm)
+        self.optimizer_factory = optimizer
+        self.strict_loading = False
+        self.vlm: VLMAdapter | None = None
+        self.soft_prompt: SoftPrompt | None = None
+        self.probe: SafetyProbe | None = None
+        self.injector: ReminderInjector | None = None
+        self.exported_path: Path | None = None
+
+    # ------------------------------------------------------------------ building
+    def configure_model(self) -> None:
+        if self.vlm is not None:
+            return
+        hp = self.hparams
+        vlm = VLMAdapter.load(self.vlm_spec)
+        vlm.requires_grad_(False)
+        vlm.eval()
+        if hp.gradient_checkpointing:
+            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.vlm = vlm
+        self.soft_prompt = SoftPrompt(hp.num_tokens, vlm.hidden_size).to(vlm.device)
+        self.soft_prompt.initialize(hp.init, vlm.input_embeddings(), vlm.tokenizer, hp.init_text, hp.init_seed)
+        if hp.probe_path:
+            probe = load_probe(hp.probe_path)
+            if probe.hidden_size != vlm.hidden_size:
+                raise ValueError(
+                    f"Probe {hp.probe_path} reads hidden size {probe.hidden_size} but {self.vlm_spec.name_or_path} has "
+                    f"{vlm.hidden_size}: it was fitted on another model. Refit it for this model."
+                )
+            self.probe = probe.to(vlm.device)
+        self.injector = ReminderInjector(vlm.input_embeddings(), self.soft_prompt).attach()
+
+    def train(self, mode: bool = True):
+        """Lightning switches modules to train mode; the frozen VLM stays in eval (no dropout)."""
+        super().train(mode)
+        if self.vlm is not None:
+            self.vlm.eval()
+        return self
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.soft_prompt.parameters())
+
+    def on_fit_start(self) -> None:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        rank_zero_info(f"Safety Reminder: {trainable:,} trainable parameters, {frozen:,} frozen.")
+        for logger in self.loggers:
+            logger.log_hyperparams({"params/trainable": trainable, "params/frozen": frozen})
+
+    # ------------------------------------------------------------------ steps
+    def sapt_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """LM loss on the targets (+ probe BCE at the last reminder token when a probe is set)."""
+        inputs = {k: v for k, v in batch.items() if k not in _BATCH_EXTRAS}
+        labels, reminder_index = batch["labels"], batch["reminder_index"]
+        start = int(reminder_index.min())
+        out = self.vlm.model(
+            **inputs, output_hidden_states=self.probe is not None, logits_to_keep=labels.shape[1] - start
+        )
+        lm_loss = per_sample_lm_loss(out.logits, labels[:, start:]).mean()
+        losses = {"lm_loss": lm_loss, "loss": lm_loss}
+        if self.probe is not None:
+            rows = torch.arange(labels.shape[0], device=labels.device)
+            hidden = out.hidden_states[-1][rows, reminder_index]
+            logit = self.probe.logit(hidden)
+            cls_loss = F.binary_cross_entropy_with_logits(logit, batch["is_safe"].float())
+            losses["cls_loss"] = cls_loss
+            losses["loss"] = lm_loss + self.hparams.cls_weight * cls_loss
+            losses["p_safe"] = torch.sigmoid(logit.detach()).mean()
+        return losses
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.sapt_losses(batch)
+        bs = batch["labels"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        losses = self.sapt_losses(batch)
+        bs = batch["labels"].shape[0]
+        for name, value in losses.items():
+            self.log(f"val/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=True)
+
+    # ------------------------------------------------------------------ checkpoints and export
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trained tensors: the frozen VLM is rebuilt from its hub id on load."""
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if k.startswith(_TRAINED_PREFIXES)
+        }
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.exported_path = self.export(self._export_target())
+            rank_zero_info(f"Safety Reminder written to {self.exported_path}")
+
+    def _export_target(self) -> Path:
+        if self.hparams.export_path:
+            return Path(self.hparams.export_path)
+        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        return Path(run_dir) / "reminder.safetensors"
+
+    def export(self, path: str | Path) -> Path:
+        """Write soft prompt, probe and metadata to one safetensors file."""
+        hp = self.hparams
+        metadata = {
+            "base_model": self.vlm_spec.name_or_path,
+            "family": self.vlm.family.name,
+            "model_type": self.vlm.inputs.config.model_type,
+            "init": hp.init,
+            "init_text": hp.init_text,
+            "interval": str(hp.interval),
+            "threshold": str(hp.threshold),
+            "cls_weight": str(hp.cls_weight),
+            "config": json.dumps(_jsonable(dict(hp)), sort_keys=True),
+        }
+        return save_reminder(path, self.soft_prompt.weight, self.probe, metadata)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
