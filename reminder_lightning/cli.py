@@ -25,6 +25,7 @@ def main(args: list[str] | None = None, run: bool = True) -> ReminderCLI:
         SafetyReminderModule,
         HarmfulBenignDataModule,
         subclass_mode_data=True,
+        auto_configure_optimizers=False,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         args=args,

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny models of every family, built once per session into a private cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILIES = ["llava", "qwen2_vl", "gemma3"]
+
+
+def pytest_configure(config):
+    # Tests must not depend on (or pollute) a user's cache; subprocesses inherit this.
+    if "REMINDER_TINY_CACHE" not in os.environ:
+        os.environ["REMINDER_TINY_CACHE"] = str(Path(config.rootpath) / ".pytest_cache" / "tiny-models")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def adapters():
+    """``{family: VLMAdapter}`` of the tiny models in float32, loaded once."""
+    from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+
+    out = {}
+    for family in FAMILIES:
+        adapter = VLMAdapter.load(VLMSpec(f"tiny:{family}", dtype="float32"))
+        adapter.requires_grad_(False)
+        out[family] = adapter
+    return out
+
+
+@pytest.fixture
+def red_image():
+    from PIL import Image
+
+    return Image.new("RGB", (70, 50), (200, 30, 30))

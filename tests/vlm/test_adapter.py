@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec, collate_encodings
+from reminder_lightning.vlm.processors import load_processor, torchvision_available
+from reminder_lightning.vlm.tiny import ensure_tiny_model
+from tests.conftest import FAMILIES
+
+PROCESSORS = {"llava": "LlavaProcessor", "qwen2_vl": "Qwen2VLProcessor", "gemma3": "Gemma3Processor"}
+MODELS = {"llava": "LlavaForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
+          "gemma3": "Gemma3ForConditionalGeneration"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_models_load_through_auto_classes(adapters, family):
+    adapter = adapters[family]
+    assert type(adapter.model).__name__ == MODELS[family]
+    assert type(adapter.processor).__name__ == PROCESSORS[family]
+    assert adapter.family.name == family
+    assert adapter.hidden_size == adapter.input_embeddings().weight.shape[1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prompt_has_image_tokens_only_with_image(adapters, family, red_image):
+    builder = adapters[family].inputs
+    with_image = builder.encode_prompt("What is shown?", red_image)
+    text_only = builder.encode_prompt("What is shown?", None)
+    image_ids = torch.tensor(sorted(builder.image_token_ids))
+    assert torch.isin(with_image["input_ids"], image_ids).sum() > 0
+    assert torch.isin(text_only["input_ids"], image_ids).sum() == 0
+    assert "pixel_values" in with_image and "pixel_values" not in text_only
+    # the rendered template asks the assistant to answer
+    assert builder.prompt_text("hi", False) != builder.prompt_text("hi", True)
+
+
+def test_bos_added_once(adapters):
+    for family in FAMILIES:
+        builder = adapters[family].inputs
+        ids = builder.encode_prompt("hello", None)["input_ids"][0].tolist()
+        bos = builder.tokenizer.bos_token_id
+        if bos is not None and bos != builder.tokenizer.pad_token_id:
+            assert ids.count(bos) <= 1, family
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_append_tokens_extends_every_token_tensor(adapters, family, red_image):
+    builder = adapters[family].inputs
+    enc = builder.encode_prompt("Describe it.", red_image)
+    keys = builder.token_keys(enc)
+    out = builder.append_tokens(enc, [5, 6, 7])
+    for key in keys:
+        assert out[key].shape[1] == enc[key].shape[1] + 3
+        assert torch.equal(out[key][:, :-3], enc[key])
+    assert out["input_ids"][0, -3:].tolist() == [5, 6, 7]
+    assert out["attention_mask"][0, -3:].tolist() == [1, 1, 1]
+    for key in set(keys) - {"input_ids", "attention_mask"}:  # token types of text are 0
+        assert out[key][0, -3:].tolist() == [0, 0, 0]
+    assert torch.equal(out["pixel_values"], enc["pixel_values"])
+
+
+def test_collate_pads_both_sides_and_concatenates_images(adapters, red_image):
+    builder = adapters["qwen2_vl"].inputs
+    a = builder.encode_prompt("A long question about the picture here?", red_image)
+    b = builder.encode_prompt("Hi", None)
+    keys = builder.token_keys(a)
+    for side in ("right", "left"):
+        batch = collate_encodings([a, b], keys, builder.pad_values(), padding_side=side)
+        la, lb = a["input_ids"].shape[1], b["input_ids"].shape[1]
+        assert batch["input_ids"].shape == (2, max(la, lb))
+        assert batch["attention_mask"].sum(1).tolist() == [la, lb]
+        row = batch["input_ids"][1]
+        kept = row[:lb] if side == "right" else row[-lb:]
+        assert torch.equal(kept, b["input_ids"][0])
+    assert torch.equal(batch["pixel_values"], a["pixel_values"])  # only the sample with an image
+    with pytest.raises(ValueError, match="padding_side"):
+        collate_encodings([a], keys, {}, padding_side="middle")
+
+
+def test_placeholder_ids_are_outside_the_vocabulary(adapters):
+    for family in FAMILIES:
+        adapter = adapters[family]
+        ids = adapter.inputs.placeholder_ids(4)
+        assert min(ids) == adapter.input_embeddings().weight.shape[0]
+        assert len(set(ids)) == 4
+
+
+def test_unknown_dtype_and_tiny_family_are_clear_errors():
+    with pytest.raises(ValueError, match="Unknown dtype"):
+        VLMSpec("tiny:llava", dtype="float8").torch_dtype()
+    with pytest.raises(ValueError, match="Unknown tiny model family"):
+        PromptBuilder.load(VLMSpec("tiny:nope"))
+
+
+@pytest.mark.skipif(torchvision_available(), reason="the fallback only runs without torchvision")
+def test_qwen2_vl_processor_without_torchvision_refuses_video():
+    path = ensure_tiny_model("qwen2_vl")
+    processor = load_processor(str(path))
+    assert type(processor).__name__ == "Qwen2VLProcessor"
+    with pytest.raises(RuntimeError, match="torchvision"):
+        processor.video_processor(videos=[])
