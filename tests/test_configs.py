@@ -38,7 +38,10 @@ def test_trainer_presets_compose_with_a_job(preset, capsys):
 def test_reference_defaults_in_real_configs(capsys):
     import yaml
 
-    for name, hub_id in (("llava.yaml", "llava-hf/llava-1.5-7b-hf"), ("qwen2_vl.yaml", "Qwen/Qwen2-VL-7B-Instruct")):
+    for name, hub_id in (
+        ("llava.yaml", "llava-hf/llava-1.5-7b-hf"),
+        ("qwen2_vl.yaml", "Qwen/Qwen2-VL-7B-Instruct"),
+    ):
         cfg = yaml.safe_load((REPO / "configs" / name).read_text())
         model, data = cfg["model"], cfg["data"]["init_args"]
         assert model["vlm"]["name_or_path"] == hub_id

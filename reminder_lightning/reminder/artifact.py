@@ -66,8 +66,12 @@ def save_reminder(
     if probe is not None:
         for key in _PROBE_KEYS:
             tensors[f"probe.{key}"] = getattr(probe, key).detach().float().cpu().contiguous()
-    meta = {"package_version": __version__, "format_version": FORMAT_VERSION,
-            "num_tokens": str(soft_prompt.shape[0]), "hidden_size": str(soft_prompt.shape[1])}
+    meta = {
+        "package_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "num_tokens": str(soft_prompt.shape[0]),
+        "hidden_size": str(soft_prompt.shape[1]),
+    }
     for key, value in (metadata or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     tmp = path.with_name(path.name + ".tmp")
@@ -82,12 +86,16 @@ def load_reminder(path: str | Path) -> ReminderArtifact:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No reminder artifact at {path}; train one with `python -m reminder_lightning fit`.")
+        raise FileNotFoundError(
+            f"No reminder artifact at {path}; train one with `python -m reminder_lightning fit`."
+        )
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         metadata = dict(f.metadata() or {})
         if "soft_prompt" not in keys:
-            raise ValueError(f"{path} is not a reminder artifact: it has no 'soft_prompt' tensor (has {sorted(keys)}).")
+            raise ValueError(
+                f"{path} is not a reminder artifact: it has no 'soft_prompt' tensor (has {sorted(keys)})."
+            )
         tensors = {k: f.get_tensor(k) for k in keys}
     probe = _probe_from_tensors(tensors, path) if any(k.startswith("probe.") for k in keys) else None
     return ReminderArtifact(soft_prompt=tensors["soft_prompt"], probe=probe, metadata=metadata)

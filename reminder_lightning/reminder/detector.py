@@ -61,7 +61,9 @@ class SafetyProbe(nn.Module):
         hidden = hidden.detach().float().cpu()
         y = is_safe.detach().float().cpu().reshape(-1)
         if hidden.ndim != 2 or hidden.shape[0] != y.shape[0]:
-            raise ValueError(f"hidden must be (N, H) with N labels; got {tuple(hidden.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"hidden must be (N, H) with N labels; got {tuple(hidden.shape)} and {tuple(y.shape)}"
+            )
         if y.min() == y.max():
             raise ValueError("SafetyProbe.fit needs both safe (1) and harmful (0) examples.")
         n, h = hidden.shape

@@ -171,8 +171,9 @@ class SafetyReminderModule(L.LightningModule):
         }
 
     def on_fit_end(self) -> None:
+        target = self._export_target()  # on every rank: trainer.log_dir is a collective call under DDP
         if self.trainer.is_global_zero:
-            self.exported_path = self.export(self._export_target())
+            self.exported_path = self.export(target)
             rank_zero_info(f"Safety Reminder written to {self.exported_path}")
 
     def _export_target(self) -> Path:

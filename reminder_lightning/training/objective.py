@@ -66,7 +66,9 @@ def prefix_and_target(record: Record, rng: random.Random, settings: SaptSettings
         prefix = cut_prefix(record.safe_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
         return prefix, record.safe_answer[len(prefix) :]
     if not record.harmful_answer:
-        raise ValueError(f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from.")
+        raise ValueError(
+            f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from."
+        )
     prefix = cut_prefix(record.harmful_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
     return prefix, record.safe_answer
 
@@ -122,7 +124,9 @@ def per_sample_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     """
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:].to(shift_logits.device)
-    losses = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none")
+    losses = F.cross_entropy(
+        shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
     counts = (shift_labels != IGNORE_INDEX).sum(1)
     if bool((counts == 0).any()):
         raise ValueError("A training sample has no target tokens: every label is -100 after the reminder.")

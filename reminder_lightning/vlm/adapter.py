@@ -19,8 +19,14 @@ from torch import nn
 from reminder_lightning.vlm.families import VLMFamily, family_for
 from reminder_lightning.vlm.processors import load_processor
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 @dataclass
@@ -60,7 +66,7 @@ def resolve_model_path(name_or_path: str) -> str:
     from reminder_lightning.vlm.tiny import TINY_PREFIX, ensure_tiny_model
 
     if name_or_path.startswith(TINY_PREFIX):
-        return str(ensure_tiny_model(name_or_path[len(TINY_PREFIX):]))
+        return str(ensure_tiny_model(name_or_path[len(TINY_PREFIX) :]))
     return name_or_path
 
 

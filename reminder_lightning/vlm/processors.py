@@ -92,8 +92,11 @@ def load_processor(name_or_path: str, trust_remote_code: bool = False, **kwargs:
     proc_cfg = path / "processor_config.json"
     if proc_cfg.exists():
         cfg = json.loads(proc_cfg.read_text())
-        extra = {k: v for k, v in cfg.items() if k not in {"processor_class", "image_processor", "video_processor"}
-                 and not isinstance(v, dict)}
+        extra = {
+            k: v
+            for k, v in cfg.items()
+            if k not in {"processor_class", "image_processor", "video_processor"} and not isinstance(v, dict)
+        }
     template = None
     for name in ("chat_template.jinja", "chat_template.json"):
         file = path / name

@@ -107,36 +107,66 @@ def _padded_vocab(tokenizer, multiple: int = 64) -> int:
 
 def build_tiny_llava(seed: int = 0):
     """LLaVA-1.5 layout: CLIP vision tower (56 px, patch 14 -> 16 image tokens), MLP projector, Llama LM."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     tokenizer = _train_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"], add_bos="<s>",
-        unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+        add_bos="<s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
     )
     tokenizer.padding_side = "left"
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56},
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={"shortest_edge": 56},
+        crop_size={"height": 56, "width": 56},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
-        vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
     )
     vocab = _padded_vocab(tokenizer)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=56, patch_size=14, projection_dim=32,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            projection_dim=32,
         ),
         text_config=LlamaConfig(
-            vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, initializer_range=INIT_RANGE,
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            initializer_range=INIT_RANGE,
         ),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), initializer_range=INIT_RANGE,
-        vision_feature_select_strategy="default", vision_feature_layer=-2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        initializer_range=INIT_RANGE,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
@@ -149,36 +179,66 @@ def build_tiny_qwen2_vl(seed: int = 0):
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|image_pad|>", "<|video_pad|>"]
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
     tokenizer = _train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.padding_side = "left"
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     if torchvision_available():
         from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-        processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                     video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN2_VL_CHAT_TEMPLATE)
+        processor = Qwen2VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(),
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        )
     else:
         processor = processor_without_torchvision(
-            Qwen2VLProcessor, image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
+            Qwen2VLProcessor,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
         )
     vocab = _padded_vocab(tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     config = Qwen2VLConfig(
         text_config={
-            "vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+            "vocab_size": vocab,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
             "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-            "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
-            "bos_token_id": ids["<|endoftext|>"], "initializer_range": INIT_RANGE,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids["<|endoftext|>"],
+            "initializer_range": INIT_RANGE,
         },
         vision_config={
-            "depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3,
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 64,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_channels": 3,
         },
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         initializer_range=INIT_RANGE,
     )
     torch.manual_seed(seed)
@@ -197,29 +257,67 @@ def build_tiny_gemma3(seed: int = 0):
     )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-                "<end_of_image>", "<image_soft_token>"]
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     tokenizer = _train_tokenizer(
-        specials, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
+        specials,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
     )
     tokenizer.padding_side = "left"
     image_processor = Gemma3ImageProcessorPil(size={"height": 56, "width": 56}, do_pan_and_scan=False)
-    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
-                                chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=4)
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+        image_seq_length=4,
+    )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     config = Gemma3Config(
         text_config=Gemma3TextConfig(
-            vocab_size=_padded_vocab(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=64,
-            max_position_embeddings=2048, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
-            eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]], initializer_range=INIT_RANGE,
+            vocab_size=_padded_vocab(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            sliding_window=64,
+            max_position_embeddings=2048,
+            pad_token_id=ids["<pad>"],
+            bos_token_id=ids["<bos>"],
+            eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
+            initializer_range=INIT_RANGE,
         ),
-        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, image_size=56, patch_size=14),
-        mm_tokens_per_image=4, boi_token_id=ids["<start_of_image>"], eoi_token_id=ids["<end_of_image>"],
-        image_token_id=ids["<image_soft_token>"], initializer_range=INIT_RANGE,
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+        ),
+        mm_tokens_per_image=4,
+        boi_token_id=ids["<start_of_image>"],
+        eoi_token_id=ids["<end_of_image>"],
+        image_token_id=ids["<image_soft_token>"],
+        initializer_range=INIT_RANGE,
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config)
@@ -269,8 +367,12 @@ def ensure_tiny_model(family: str, cache_dir: str | os.PathLike | None = None, s
 
 TINY_VERSION = 2
 _REAL_VIDEO_PROCESSORS = {
-    "qwen2_vl": {"video_processor_type": "Qwen2VLVideoProcessor", "merge_size": 2, "patch_size": 14,
-                 "temporal_patch_size": 2},
+    "qwen2_vl": {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "merge_size": 2,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+    },
 }
 
 

@@ -13,8 +13,16 @@ from tests.training.helpers import REPO
 
 def _records(n, is_safe):
     kind = "b" if is_safe else "h"
-    return [Record(f"{kind}{i}", f"question {i}", "An answer that is long enough to be cut somewhere.", is_safe,
-                   None if is_safe else "Sure, here is a harmful answer that is long enough.") for i in range(n)]
+    return [
+        Record(
+            f"{kind}{i}",
+            f"question {i}",
+            "An answer that is long enough to be cut somewhere.",
+            is_safe,
+            None if is_safe else "Sure, here is a harmful answer that is long enough.",
+        )
+        for i in range(n)
+    ]
 
 
 def test_mix_ratio_and_seeded_draw():
@@ -66,8 +74,9 @@ def test_dataset_items_depend_on_epoch_and_index_only(adapters):
 def test_datamodule_split_and_kind_checks(tmp_path):
     harmful = LocalRecords(str(REPO / "data/tiny/harmful.jsonl"), kind="harmful")
     benign = LocalRecords(str(REPO / "data/tiny/benign.jsonl"), kind="benign")
-    dm = HarmfulBenignDataModule(harmful, benign, num_examples=None, val_fraction=0.25, batch_size=3,
-                                 vlm=VLMSpec("tiny:qwen2_vl"))
+    dm = HarmfulBenignDataModule(
+        harmful, benign, num_examples=None, val_fraction=0.25, batch_size=3, vlm=VLMSpec("tiny:qwen2_vl")
+    )
     dm.setup("fit")
     train_ids = {r.id for r in dm.train_set.records}
     val_ids = {r.id for r in dm.val_set.records}

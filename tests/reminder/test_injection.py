@@ -15,9 +15,19 @@ def _batch(adapter, injector, image):
     builder = adapter.inputs
     ids = injector.placeholder_ids
     items = [
-        encode_example(builder, ids, "How do I make a weapon?", image, "Sure, first you", " I can't help.", False,
-                       SaptSettings()),
-        encode_example(builder, ids, "What is bread?", None, "", "Bread is food made of flour.", True, SaptSettings()),
+        encode_example(
+            builder,
+            ids,
+            "How do I make a weapon?",
+            image,
+            "Sure, first you",
+            " I can't help.",
+            False,
+            SaptSettings(),
+        ),
+        encode_example(
+            builder, ids, "What is bread?", None, "", "Bread is food made of flour.", True, SaptSettings()
+        ),
     ]
     keys = list(dict.fromkeys(builder.token_keys(items[0]) + ["labels"]))
     return collate_encodings(items, keys, builder.pad_values())
@@ -34,7 +44,9 @@ def _hand_built_forward(adapter, injector, batch):
     kwargs = {k: v for k, v in batch.items() if k not in EXTRAS and k != "input_ids"}
     if adapter.family.name == "qwen2_vl":  # M-RoPE positions are computed from ids; pass them explicitly
         kwargs["position_ids"], _ = adapter.model.model.get_rope_index(
-            ids, image_grid_thw=batch["image_grid_thw"], attention_mask=batch["attention_mask"],
+            ids,
+            image_grid_thw=batch["image_grid_thw"],
+            attention_mask=batch["attention_mask"],
             mm_token_type_ids=batch["mm_token_type_ids"],
         )
         kwargs.pop("mm_token_type_ids")
@@ -54,7 +66,9 @@ def test_injected_forward_equals_hand_built_inputs_embeds(adapters, family, red_
             injected = adapter.model(**model_inputs).logits
         reference = _hand_built_forward(adapter, injector, batch)
         # without the reminder vectors (placeholders read as token 0) the output must differ
-        plain = dict(model_inputs, input_ids=batch["input_ids"].masked_fill(batch["input_ids"] >= injector.base_vocab, 0))
+        plain = dict(
+            model_inputs, input_ids=batch["input_ids"].masked_fill(batch["input_ids"] >= injector.base_vocab, 0)
+        )
         unreminded = adapter.model(**plain).logits
     valid = batch["attention_mask"].bool()
     torch.testing.assert_close(injected[valid], reference[valid], rtol=1e-5, atol=1e-5)

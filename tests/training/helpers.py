@@ -14,7 +14,9 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 
 def run_fit(tmp_path: Path, *extra: str, config: str = TINY):
     args = [
-        "fit", "--config", config,
+        "fit",
+        "--config",
+        config,
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         "--trainer.enable_progress_bar=false",

@@ -22,8 +22,12 @@ def _in_repo(monkeypatch):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fit_each_family_exports_a_reminder(tmp_path, family):
-    cli = run_fit(tmp_path, f"--model.vlm.name_or_path=tiny:{family}", "--trainer.max_epochs=1",
-                  "--data.init_args.num_examples=8")
+    cli = run_fit(
+        tmp_path,
+        f"--model.vlm.name_or_path=tiny:{family}",
+        "--trainer.max_epochs=1",
+        "--data.init_args.num_examples=8",
+    )
     path = cli.model.exported_path
     assert path is not None and path.exists() and path.name == "reminder.safetensors"
     assert path.parent == Path(cli.trainer.log_dir)
@@ -68,7 +72,9 @@ def test_resume_continues_the_same_loss_curve(tmp_path):
     assert later and all(s in b for s in later)
     for s in later:
         assert a[s] == pytest.approx(b[s], rel=1e-5, abs=1e-6), (s, a[s], b[s])
-    torch.testing.assert_close(full.model.soft_prompt.weight, resumed.model.soft_prompt.weight)
+    # two fresh runs of the same config already differ by ~1e-6 on CPU (threaded kernels), so compare with a
+    # tolerance well above that noise and well below what one epoch of training moves the vectors
+    torch.testing.assert_close(full.model.soft_prompt.weight, resumed.model.soft_prompt.weight, rtol=0, atol=1e-4)
     # and a resumed run is not a restart: its first logged step is after the checkpoint
     assert min(b) == 8
 
@@ -118,9 +124,12 @@ def test_wandb_logger_runs_offline_without_a_key(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc credentials
     cli = run_fit(
-        tmp_path, "--trainer.max_epochs=1", "--data.init_args.num_examples=8",
+        tmp_path,
+        "--trainer.max_epochs=1",
+        "--data.init_args.num_examples=8",
         "--trainer.logger=reminder_lightning.loggers.AutoWandbLogger",
-        f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.logger.init_args.project=reminder-tests",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.logger.init_args.project=reminder-tests",
     )
     assert cli.trainer.logger._offline is True
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -129,12 +138,25 @@ def test_wandb_logger_runs_offline_without_a_key(tmp_path, monkeypatch):
 
 def test_missing_image_fails_naming_file_record_and_field(tmp_path):
     bad = tmp_path / "harmful.jsonl"
-    bad.write_text(json.dumps({"id": "h-broken", "question": "q?", "image": "nowhere.png",
-                               "harmful_answer": "Sure, here is how you do it step by step.",
-                               "safe_answer": "I can't help with that."}) + "\n")
+    bad.write_text(
+        json.dumps(
+            {
+                "id": "h-broken",
+                "question": "q?",
+                "image": "nowhere.png",
+                "harmful_answer": "Sure, here is how you do it step by step.",
+                "safe_answer": "I can't help with that.",
+            }
+        )
+        + "\n"
+    )
     with pytest.raises(RecordError) as err:
-        run_fit(tmp_path, "--trainer.max_epochs=1", f"--data.init_args.harmful.init_args.path={bad}",
-                "--data.init_args.num_examples=4")
+        run_fit(
+            tmp_path,
+            "--trainer.max_epochs=1",
+            f"--data.init_args.harmful.init_args.path={bad}",
+            "--data.init_args.num_examples=4",
+        )
     message = str(err.value)
     assert str(bad) in message and "h-broken" in message and "image" in message and "nowhere.png" in message
 

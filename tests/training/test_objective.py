@@ -50,8 +50,9 @@ def test_labels_are_masked_exactly_through_the_reminder(adapters, family, red_im
     builder = adapters[family].inputs
     placeholders = builder.placeholder_ids(4)
     prompt = builder.encode_prompt("How?", red_image)
-    enc = encode_example(builder, placeholders, "How?", red_image, "Sure, first you", " I cannot help.", False,
-                         SaptSettings())
+    enc = encode_example(
+        builder, placeholders, "How?", red_image, "Sure, first you", " I cannot help.", False, SaptSettings()
+    )
     ids, labels, r = enc["input_ids"][0], enc["labels"][0], int(enc["reminder_index"][0])
     prefix_ids = builder.encode_text("Sure, first you")
     target_ids = builder.encode_text(" I cannot help.") + builder.end_of_answer_ids()
@@ -75,8 +76,9 @@ def test_truncation_never_cuts_image_tokens(adapters, red_image):
     assert n_image == builder.encode_prompt("How?", red_image)["input_ids"].eq(builder.config.image_token_id).sum()
     assert (enc["labels"] != IGNORE_INDEX).sum() >= 8  # target keeps min_target_tokens
     with pytest.raises(ValueError, match="Record 'r7'.*never cut"):
-        encode_example(builder, placeholders, "How?", red_image, "", "x", False, SaptSettings(max_length=10),
-                       record_id="r7")
+        encode_example(
+            builder, placeholders, "How?", red_image, "", "x", False, SaptSettings(max_length=10), record_id="r7"
+        )
 
 
 def test_per_sample_loss_matches_cross_entropy_per_row():

@@ -7,8 +7,11 @@ from reminder_lightning.vlm.tiny import ensure_tiny_model
 from tests.conftest import FAMILIES
 
 PROCESSORS = {"llava": "LlavaProcessor", "qwen2_vl": "Qwen2VLProcessor", "gemma3": "Gemma3Processor"}
-MODELS = {"llava": "LlavaForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
-          "gemma3": "Gemma3ForConditionalGeneration"}
+MODELS = {
+    "llava": "LlavaForConditionalGeneration",
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "gemma3": "Gemma3ForConditionalGeneration",
+}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
