@@ -16,9 +16,9 @@ from reminder_lightning.data.sources import (
     HubRecords,
     LocalRecords,
     RecordSource,
-    SPAVLTrain,
-    VLSafeHelpfulness,
 )
+from reminder_lightning.data.spa_vl import SPAVLTrain
+from reminder_lightning.data.vlsafe import VLSafeHelpfulness
 
 TINY = Path(__file__).resolve().parents[2] / "data" / "tiny"
 COLUMNS = ["id", "question", "image", "safe_answer", "harmful_answer", "category"]
