@@ -224,6 +224,20 @@ class VLMAdapter(nn.Module):
         model.eval()
         return cls(model, inputs)
 
+    @classmethod
+    def wrap(cls, model: nn.Module, processor: Any, spec: VLMSpec | None = None) -> VLMAdapter:
+        """Adapt an already loaded ``transformers`` model and its processor."""
+        if isinstance(model, VLMAdapter):
+            return model
+        if processor is None:
+            raise ValueError("VLMAdapter.wrap needs the model's processor (AutoProcessor.from_pretrained(...)).")
+        name = getattr(model.config, "_name_or_path", "") or model.config.model_type
+        generation = getattr(model, "generation_config", None)
+        builder = PromptBuilder(
+            processor, model.config, spec or VLMSpec(name_or_path=name), getattr(generation, "eos_token_id", None)
+        )
+        return cls(model, builder)
+
     @property
     def processor(self):
         return self.inputs.processor

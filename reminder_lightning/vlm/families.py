@@ -9,7 +9,9 @@ family, subclass :class:`VLMFamily`, set ``model_types`` and decorate it with :f
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import torch
 
 _REGISTRY: dict[str, type[VLMFamily]] = {}
 
@@ -50,6 +52,29 @@ class VLMFamily:
     def fill_value(self, key: str) -> int:
         return self.token_tensor_fill.get(key, 0)
 
+    # ------------------------------------------------------------------ positions for cached decoding
+    def prefill_positions(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """Position ids of a left-padded prompt batch and the state :meth:`decode_positions` needs.
+
+        Default (1-D RoPE): the index among the sample's attended tokens, as ``generate`` computes it.
+        """
+        mask = inputs["attention_mask"]
+        return text_positions(mask), None
+
+    def decode_positions(self, attention_mask: torch.Tensor, num_new: int, state: Any) -> torch.Tensor:
+        """Position ids of the last ``num_new`` tokens, given the full ``(B, past + num_new)`` mask.
+
+        Tokens whose mask is 0 (padding, a reminder that was not kept) do not advance the position, so a
+        sample continues exactly as if they were absent.
+        """
+        return text_positions(attention_mask)[:, -num_new:]
+
+
+def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``cumsum(mask) - 1``, with masked slots at 0: ``(B, L)`` long."""
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
 
 @register_family
 class LlavaFamily(VLMFamily):
@@ -65,6 +90,22 @@ class Qwen2VLFamily(VLMFamily):
 
     name = "qwen2_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
+
+    def prefill_positions(self, model, inputs):
+        """3-D M-RoPE positions from the model's public ``get_rope_index``; the per-sample offset of text
+        positions after the image (``rope_deltas``) is the decode state."""
+        kwargs = {k: inputs[k] for k in ("image_grid_thw", "video_grid_thw") if k in inputs}
+        position_ids, deltas = model.model.get_rope_index(
+            inputs["input_ids"],
+            mm_token_type_ids=inputs["mm_token_type_ids"],
+            attention_mask=inputs["attention_mask"],
+            **kwargs,
+        )
+        return position_ids, deltas
+
+    def decode_positions(self, attention_mask, num_new, state):
+        text = text_positions(attention_mask)[:, -num_new:] + state.to(attention_mask.device)
+        return text.unsqueeze(0).expand(3, -1, -1)
 
 
 @register_family
