@@ -293,7 +293,7 @@ class ReminderGenerator:
                 if cfg.is_check_step(generated):
                     checking = ~run.finished & (~run.flagged | cfg.keep_checking_after_flag)
                     if bool(checking.any()):
-                        next_logits = self._check(
+                        next_logits, attention, cache = self._check(
                             model,
                             family,
                             cache_key,
@@ -307,8 +307,6 @@ class ReminderGenerator:
                             run,
                             cfg,
                         )
-                        attention = run.last_attention
-                        cache = run.last_cache
         yield run
 
     def _check(
