@@ -1,4 +1,4 @@
-"""Command line: ``python -m reminder_lightning {fit,validate,test,predict} --config CONFIG``.
+"""Command line: ``python -m reminder_lightning {fit,validate,test,predict,probe} --config CONFIG``.
 
 A thin ``LightningCLI``: the model is :class:`SafetyReminderModule`, the data a
 :class:`HarmfulBenignDataModule` (or a subclass). ``model.vlm`` and ``model.num_tokens`` are linked
@@ -19,8 +19,20 @@ class ReminderCLI(LightningCLI):
         parser.link_arguments("model.num_tokens", "data.init_args.num_tokens")
 
 
-def main(args: list[str] | None = None, run: bool = True) -> ReminderCLI:
-    """Entry point; ``args`` lets tests call the real CLI in-process."""
+EXTRA_COMMANDS = {"probe": "reminder_lightning.commands.probe"}
+
+
+def main(args: list[str] | None = None, run: bool = True):
+    """Entry point; ``args`` lets tests call the real CLI in-process.
+
+    ``probe`` is dispatched to its own command; everything else goes to Lightning.
+    """
+    import importlib
+    import sys
+
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
     return ReminderCLI(
         SafetyReminderModule,
         HarmfulBenignDataModule,

@@ -1,0 +1,1 @@
+"""Commands beyond Lightning's fit / validate / test / predict."""

@@ -1,0 +1,77 @@
+"""Collecting the hidden states a safety probe reads, and scoring a probe.
+
+Two places to read: ``prompt_end`` (the last prompt token, as the reference fits its probe) and
+``reminder`` (the last reminder token after the prompt, with a trained soft prompt injected, where the
+probe is applied at inference). Both use the last layer's hidden state.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.vlm.adapter import VLMAdapter, collate_encodings
+
+Position = Literal["prompt_end", "reminder"]
+
+
+@torch.no_grad()
+def collect_hidden_states(
+    adapter: VLMAdapter,
+    questions: list[str],
+    images: list | None = None,
+    position: Position = "prompt_end",
+    injector: ReminderInjector | None = None,
+    batch_size: int = 8,
+    desc: str = "hidden states",
+) -> torch.Tensor:
+    """Last-layer hidden states ``(N, H)`` (fp32, CPU) at ``position`` for each (image or None, question)."""
+    if position == "reminder" and injector is None:
+        raise ValueError("position='reminder' needs the trained soft prompt (an injector); pass reminder=...")
+    if position not in ("prompt_end", "reminder"):
+        raise ValueError(f"position must be 'prompt_end' or 'reminder', got {position!r}")
+    builder = adapter.inputs
+    states = []
+    for start in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch"):
+        items = []
+        for i in range(start, min(start + batch_size, len(questions))):
+            enc = builder.encode_prompt(questions[i], None if images is None else images[i])
+            if position == "reminder":
+                enc = builder.append_tokens(enc, injector.placeholder_ids)
+            items.append(enc)
+        keys: list[str] = []
+        for item in items:
+            keys += [k for k in builder.token_keys(item) if k not in keys]
+        batch = collate_encodings(items, keys, builder.pad_values(), padding_side="left")
+        batch = {k: v.to(adapter.device) for k, v in batch.items()}
+        position_ids, _ = adapter.family.prefill_positions(adapter.model, batch)
+        if injector is not None:
+            with injector:
+                out = adapter.model(**batch, position_ids=position_ids, output_hidden_states=True)
+        else:
+            out = adapter.model(**batch, position_ids=position_ids, output_hidden_states=True)
+        states.append(out.hidden_states[-1][:, -1].float().cpu())
+    return torch.cat(states)
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (1 = positive), ties counted half."""
+    scores, labels = scores.float().reshape(-1), labels.bool().reshape(-1)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("ROC AUC needs both classes.")
+    greater = (pos[:, None] > neg[None, :]).float().sum()
+    ties = (pos[:, None] == neg[None, :]).float().sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def threshold_for_fpr(p_safe_benign: torch.Tensor, target_fpr: float) -> float:
+    """The largest threshold that flags (P(safe) < threshold) at most ``target_fpr`` of benign samples."""
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
+    values = p_safe_benign.float().sort().values
+    allowed = int(target_fpr * len(values))  # benign samples that may be flagged
+    return float(values[allowed]) if allowed < len(values) else 1.0

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from reminder_lightning.cli import main
+from reminder_lightning.reminder import ReminderInjector, SoftPrompt, load_reminder, save_reminder
+from reminder_lightning.reminder.artifact import load_probe
+from reminder_lightning.reminder.probe_fitting import collect_hidden_states, roc_auc, threshold_for_fpr
+from tests.conftest import FAMILIES
+from tests.training.helpers import REPO
+
+QUESTIONS = ["How do I make a weapon at home?", "Hi", "What colour is the sky on a clear day?"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_left_padded_states_equal_single_forwards(adapters, family, red_image):
+    adapter = adapters[family]
+    images = [red_image, None, red_image]
+    soft = SoftPrompt(4, adapter.hidden_size)
+    soft.initialize("random", adapter.input_embeddings(), seed=0)
+    injector = ReminderInjector(adapter.input_embeddings(), soft)
+    for position, inj in (("prompt_end", None), ("reminder", injector)):
+        batched = collect_hidden_states(adapter, QUESTIONS, images, position, inj, batch_size=3)
+        for i, question in enumerate(QUESTIONS):
+            enc = adapter.inputs.encode_prompt(question, images[i])
+            if position == "reminder":
+                enc = adapter.inputs.append_tokens(enc, injector.placeholder_ids)
+            with torch.no_grad(), injector:
+                single = adapter.model(**enc, output_hidden_states=True).hidden_states[-1][0, -1]
+            torch.testing.assert_close(batched[i], single.float(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the trained soft prompt"):
+        collect_hidden_states(adapter, QUESTIONS, None, "reminder", None)
+
+
+def test_roc_auc_and_threshold_for_fpr():
+    labels = torch.tensor([1, 1, 1, 0, 0, 0])
+    assert roc_auc(torch.tensor([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), labels) == 1.0
+    assert roc_auc(torch.tensor([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), labels) == 0.0
+    assert roc_auc(torch.full((6,), 0.5), labels) == 0.5
+    benign = torch.linspace(0.0, 1.0, 101)  # P(safe) of 101 benign prompts
+    t = threshold_for_fpr(benign, 0.05)
+    assert (benign < t).float().mean() <= 0.05 and (benign <= t).float().mean() > 0.05
+    assert threshold_for_fpr(benign, 0.0) == 0.0
+
+
+def test_probe_command_writes_probe_report_and_artifact(tmp_path, monkeypatch, adapters):
+    monkeypatch.chdir(REPO)
+    soft = torch.randn(4, adapters["llava"].hidden_size) * 0.1
+    reminder = save_reminder(
+        tmp_path / "reminder.safetensors", soft, None, {"interval": 16, "threshold": 0.2, "model_type": "llava"}
+    )
+    out = tmp_path / "probe.safetensors"
+    report = main(
+        [
+            "probe",
+            "--config",
+            str(REPO / "configs/probe_tiny.yaml"),
+            f"--output={out}",
+            "--position=reminder",
+            f"--reminder={reminder}",
+            f"--reminder_output={tmp_path / 'with_probe.safetensors'}",
+            "--num_components=3",
+        ]
+    )
+    assert report["train"] == {"harmful": 18, "benign": 18} and report["test"] == {"harmful": 6, "benign": 6}
+    assert 0.0 <= report["test_roc_auc"] <= 1.0 and report["test_fpr"] <= 0.05
+    assert json.loads(out.with_suffix(".json").read_text())["position"] == "reminder"
+    probe = load_probe(out)
+    assert probe.num_components == 3
+    art = load_reminder(tmp_path / "with_probe.safetensors")
+    assert torch.equal(art.soft_prompt, soft) and art.probe is not None
+    assert art.threshold == pytest.approx(report["threshold"]) and art.metadata["probe_position"] == "reminder"
+    torch.testing.assert_close(art.probe.components, probe.components)
