@@ -141,9 +141,13 @@ class StepEvent:
     flagged_now: bool = False
 
 
-def _cache_kwarg(model) -> str:
+def _forward_kwargs(model) -> tuple[str, dict[str, Any]]:
+    """The cache argument's name (``cache`` in transformers >= 5.x, ``past_key_values`` before) and, where the
+    model accepts it, ``logits_to_keep=1``: only the last position's logits are ever used, and computing the
+    LM head over a whole prompt (or all reminder positions) costs as much as several decoding steps."""
     params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    return ("cache" if "cache" in params else "past_key_values"), extra
 
 
 class ReminderGenerator:
@@ -237,7 +241,7 @@ class ReminderGenerator:
         model, family = self.adapter.model, self.adapter.family
         inputs = self._encode(images, prompts)
         batch, device = inputs["input_ids"].shape[0], inputs["input_ids"].device
-        cache_key = _cache_kwarg(model)
+        cache_key, last_only = _forward_kwargs(model)
         attention = inputs["attention_mask"].clone()
         history = inputs["input_ids"].clone()  # real tokens only, for logits processors
         position_ids, pos_state = family.prefill_positions(model, inputs)
@@ -246,6 +250,7 @@ class ReminderGenerator:
         if cfg.do_sample and cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
         eos = torch.tensor(self.adapter.inputs.end_of_answer_ids() + self._eos_ids(), device=device).unique()
+        eos_cpu = eos.cpu()
         placeholders = torch.tensor(self.injector.placeholder_ids, device=device)
         if cfg.min_new_tokens > 0:
             from transformers import MinNewTokensLengthLogitsProcessor
@@ -254,7 +259,7 @@ class ReminderGenerator:
 
         run = _RunState(batch, cfg.output_scores)
         with self.injector:
-            out = model(**inputs, position_ids=position_ids, use_cache=True)
+            out = model(**inputs, position_ids=position_ids, use_cache=True, **last_only)
             cache = _get_cache(out)
             next_logits = out.logits[:, -1].float()
             for step in range(cfg.max_new_tokens):
@@ -268,13 +273,14 @@ class ReminderGenerator:
                     run.finished.to(device), torch.full_like(token, self.adapter.inputs.pad_token_id), token
                 )
                 generated = step + 1
+                token_ids = token.tolist()  # one device sync per step
+                finished = run.finished.tolist()
                 for i in range(batch):
-                    if not run.finished[i]:
+                    if not finished[i]:
                         if run.scores is not None:
                             run.scores[i].append(scores[i].cpu())
-                        run.lengths[i] += 1
-                        yield _Token(i, int(token[i]), run.flag_step[i] == generated - 1 and run.flagged[i])
-                newly_done = torch.isin(token, eos).cpu() & ~run.finished
+                        yield _Token(i, token_ids[i], run.flag_step[i] == generated - 1)
+                newly_done = torch.isin(torch.tensor(token_ids), eos_cpu) & ~run.finished
                 run.reason_eos |= newly_done
                 run.finished |= newly_done
                 history = torch.cat([history, token[:, None]], dim=1)
@@ -329,6 +335,7 @@ class ReminderGenerator:
         ids = placeholders.unsqueeze(0).expand(batch, -1)
         trial = torch.cat([attention, checking.to(device).long()[:, None].expand(-1, n_rem)], dim=1)
         out = model(
+            **_forward_kwargs(model)[1],
             input_ids=ids,
             attention_mask=trial,
             position_ids=family.decode_positions(trial, n_rem, pos_state),
@@ -398,7 +405,6 @@ class _RunState:
         self.flagged = torch.zeros(batch, dtype=torch.bool)
         self.flag_step: list[int | None] = [None] * batch
         self.checks: list[list[tuple[int, float]]] = [[] for _ in range(batch)]
-        self.lengths = [0] * batch
         self.scores: list[list[torch.Tensor]] | None = [[] for _ in range(batch)] if keep_scores else None
 
 

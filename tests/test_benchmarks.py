@@ -1,0 +1,23 @@
+"""The benchmark scripts run (tiny preset) and print what they promise; speed itself is not asserted."""
+
+import json
+import subprocess
+import sys
+
+from tests.training.helpers import REPO
+
+
+def test_generation_overhead_benchmark_prints_one_json_object_per_configuration():
+    done = subprocess.run(
+        [sys.executable, "benchmarks/generation_overhead.py", "--preset", "tiny", "--batch", "1", "2",
+         "--new-tokens", "20", "--interval", "8", "--repeats", "1", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        for key in ("undefended_s", "reminder_s", "recompute_s", "reminder_ratio", "recompute_ratio"):
+            assert r[key] > 0
+        assert r["reminder_ratio"] == r["reminder_s"] / r["undefended_s"]
+        assert r["image_tokens"] == 64 and r["checks_per_sample"] == 2
