@@ -21,12 +21,12 @@ test: install
 	$(PY) -m pytest tests
 
 lint: install
-	$(PY) -m ruff check reminder_lightning tests scripts
-	$(PY) -m ruff format --check reminder_lightning tests scripts
+	$(PY) -m ruff check reminder_lightning tests scripts benchmarks
+	$(PY) -m ruff format --check reminder_lightning tests scripts benchmarks
 
 format: install
-	$(PY) -m ruff format reminder_lightning tests scripts
-	$(PY) -m ruff check --fix reminder_lightning tests scripts
+	$(PY) -m ruff format reminder_lightning tests scripts benchmarks
+	$(PY) -m ruff check --fix reminder_lightning tests scripts benchmarks
 
 tiny: install
 	$(PY) -m reminder_lightning fit --config configs/tiny.yaml

@@ -32,45 +32,100 @@ from PIL import Image
 
 PRESETS = {
     # name: (text config, vision config, image size)
-    "tiny": (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=640),
-             dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2), 112),
-    "smollm2-llava": (dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                           num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True,
-                           rope_theta=100000.0),
-                      dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4), 112),
-    "llava-7b": (dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=32, vocab_size=32064),
-                 dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16), 336),
+    "tiny": (
+        dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=640,
+        ),
+        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+        112,
+    ),
+    "smollm2-llava": (
+        dict(
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+            rope_theta=100000.0,
+        ),
+        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
+        112,
+    ),
+    "llava-7b": (
+        dict(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32064,
+        ),
+        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
+        336,
+    ),
 }
 PROMPTS = [
-    "Describe this picture in detail.", "What colours can you see here?", "Write a short story about this image.",
-    "What is happening in this photo?", "List the objects in the image.", "Is this a good place for a picnic?",
-    "What time of day does this look like?", "Suggest a title for this image.",
+    "Describe this picture in detail.",
+    "What colours can you see here?",
+    "Write a short story about this image.",
+    "What is happening in this photo?",
+    "List the objects in the image.",
+    "Is this a good place for a picnic?",
+    "What time of day does this look like?",
+    "Suggest a title for this image.",
 ]
 
 
 def build_vlm(preset: str, device: str, dtype: torch.dtype):
     """A LLaVA-1.5-layout VLM with random weights of the preset's shapes, and a working processor."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     from reminder_lightning.vlm.adapter import VLMAdapter
-    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, _train_tokenizer
+    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, train_tokenizer
 
     text, vision, image_size = PRESETS[preset]
-    tokenizer = _train_tokenizer(["<unk>", "<s>", "</s>", "<pad>", "<image>"], add_bos="<s>", unk_token="<unk>",
-                                 bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                                            crop_size={"height": image_size, "width": image_size})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
-                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
-                               num_additional_image_tokens=1)
+    tokenizer = train_tokenizer(
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+        add_bos="<s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(image_size=image_size, patch_size=14, **vision),
-        text_config=LlamaConfig(max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=3, **text),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
-        vision_feature_layer=-2, pad_token_id=3,
+        text_config=LlamaConfig(
+            max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=3, **text
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=3,
     )
     torch.manual_seed(0)
     with torch.device(device):
@@ -84,16 +139,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device: str, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+def _timed_interleaved(fns: dict, device: str, repeats: int) -> dict[str, float]:
+    """Median seconds of each function; one warm-up each, then the methods alternate in rotating order
+    every repeat, so drift in a shared machine's load hits all of them alike."""
+    for fn in fns.values():
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            _sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 class RecomputeCheck:
@@ -111,14 +171,17 @@ class RecomputeCheck:
             ids = torch.cat([input_ids, reminder.expand(input_ids.shape[0], -1)], dim=1)
             mask = (ids != self.adapter.inputs.pad_token_id).long()
             with self.injector:
-                out = self.adapter.model(input_ids=ids, attention_mask=mask, pixel_values=self.pixel_values,
-                                         output_hidden_states=True)
+                out = self.adapter.model(
+                    input_ids=ids, attention_mask=mask, pixel_values=self.pixel_values, output_hidden_states=True
+                )
             self.probe(out.hidden_states[-1][:, -1])
             self.checks += 1
         return scores
 
 
-def run_config(adapter, image_tokens, batch: int, new_tokens: int, interval: int, repeats: int, device: str) -> dict:
+def run_config(
+    adapter, image_tokens, batch: int, new_tokens: int, interval: int, repeats: int, device: str
+) -> dict:
     from transformers import LogitsProcessorList
 
     from reminder_lightning.reminder import ReminderGenerator, ReminderInjector, SafetyProbe, SoftPrompt
@@ -151,13 +214,25 @@ def run_config(adapter, image_tokens, batch: int, new_tokens: int, interval: int
         with torch.no_grad():
             return adapter.model.generate(**enc, **settings, logits_processor=LogitsProcessorList([check]))
 
+    timings = _timed_interleaved(
+        {
+            "undefended": undefended,
+            "reminder": reminder,
+            "reminder_nocheck": reminder_nocheck,
+            "recompute": recompute,
+        },
+        device,
+        repeats,
+    )
     result = {
-        "batch": batch, "new_tokens": new_tokens, "interval": interval, "image_tokens": image_tokens,
-        "prompt_tokens": prompt_len, "checks_per_sample": (new_tokens + 1) // interval,
-        "undefended_s": _timed(undefended, device, repeats),
-        "reminder_s": _timed(reminder, device, repeats),
-        "reminder_nocheck_s": _timed(reminder_nocheck, device, repeats),
-        "recompute_s": _timed(recompute, device, repeats),
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "interval": interval,
+        "image_tokens": image_tokens,
+        "prompt_tokens": prompt_len,
+        "checks_per_sample": (new_tokens + 1) // interval,
+        "repeats": repeats,
+        **{f"{name}_s": seconds for name, seconds in timings.items()},
     }
     for key in ("reminder", "reminder_nocheck", "recompute"):
         result[f"{key}_ratio"] = result[f"{key}_s"] / result["undefended_s"]
@@ -170,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--interval", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -179,13 +254,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     adapter, image_tokens = build_vlm(args.preset, args.device, getattr(torch, args.dtype))
-    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    )
     results = []
     for batch in args.batch:
-        result = {"preset": args.preset, "device": args.device, "machine": machine, "dtype": args.dtype,
-                  "date": date.today().isoformat(), **run_config(adapter, image_tokens, batch, args.new_tokens,
-                                                                args.interval, args.repeats, args.device)}
+        result = {
+            "preset": args.preset,
+            "device": args.device,
+            "machine": machine,
+            "dtype": args.dtype,
+            "date": date.today().isoformat(),
+            **run_config(adapter, image_tokens, batch, args.new_tokens, args.interval, args.repeats, args.device),
+        }
         results.append(result)
         print(json.dumps(result), flush=True)
     if not args.json:

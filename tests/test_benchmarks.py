@@ -9,9 +9,26 @@ from tests.training.helpers import REPO
 
 def test_generation_overhead_benchmark_prints_one_json_object_per_configuration():
     done = subprocess.run(
-        [sys.executable, "benchmarks/generation_overhead.py", "--preset", "tiny", "--batch", "1", "2",
-         "--new-tokens", "20", "--interval", "8", "--repeats", "1", "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "benchmarks/generation_overhead.py",
+            "--preset",
+            "tiny",
+            "--batch",
+            "1",
+            "2",
+            "--new-tokens",
+            "20",
+            "--interval",
+            "8",
+            "--repeats",
+            "1",
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

@@ -11,8 +11,8 @@ JOBS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
 PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 
 
-def _parse(capsys, *configs: Path) -> str:
-    args = ["fit"]
+def _parse(capsys, *configs: Path, command: str = "fit") -> str:
+    args = [command]
     for config in configs:
         args += ["--config", str(config)]
     with pytest.raises(SystemExit) as done:
@@ -25,7 +25,8 @@ def _parse(capsys, *configs: Path) -> str:
 def test_job_config_parses_and_is_headed_by_its_command(config, capsys):
     first = config.read_text().splitlines()[0]
     assert first.startswith("# python -m reminder_lightning ") and config.name in first
-    printed = _parse(capsys, config)
+    command = first.split()[4]
+    printed = _parse(capsys, config, command=command)
     assert "name_or_path" in printed
 
 

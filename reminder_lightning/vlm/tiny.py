@@ -72,7 +72,7 @@ GEMMA3_CHAT_TEMPLATE = (
 )
 
 
-def _train_tokenizer(special_tokens: list[str], vocab_size: int = 600, add_bos: str | None = None, **token_attrs):
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, add_bos: str | None = None, **token_attrs):
     """Train a byte-level BPE on the built-in corpus and wrap it as a fast tokenizer.
 
     Byte-level means every string can be encoded; the special tokens get the first ids.
@@ -116,7 +116,7 @@ def build_tiny_llava(seed: int = 0):
     )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    tokenizer = _train_tokenizer(
+    tokenizer = train_tokenizer(
         ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
         add_bos="<s>",
         unk_token="<unk>",
@@ -188,7 +188,7 @@ def build_tiny_qwen2_vl(seed: int = 0):
         "<|image_pad|>",
         "<|video_pad|>",
     ]
-    tokenizer = _train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.padding_side = "left"
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     if torchvision_available():
@@ -268,7 +268,7 @@ def build_tiny_gemma3(seed: int = 0):
         "<end_of_image>",
         "<image_soft_token>",
     ]
-    tokenizer = _train_tokenizer(
+    tokenizer = train_tokenizer(
         specials,
         pad_token="<pad>",
         eos_token="<eos>",

@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks (prompt sets), judges (is this answer harmful? a refusal?), metrics, the run."""

@@ -1,0 +1,1 @@
+"""Benchmark loaders: one small file each, all following :class:`~.base.Benchmark`."""

@@ -1,0 +1,1 @@
+"""Judges: one file each, all following :class:`~.base.Judge`."""

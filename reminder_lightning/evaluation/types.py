@@ -1,0 +1,64 @@
+"""The records that flow through an evaluation: what is asked, what was answered, what the judge said."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class EvalSample:
+    """One evaluation prompt.
+
+    Attributes:
+        id: Unique within its benchmark (stable across runs: resume keys on it).
+        benchmark: The benchmark's name (``figstep``, ``mm_safetybench/SD_TYPO``, ...).
+        prompt: The text given to the model (FigStep: its fixed benign instruction).
+        image: Absolute image path, raw encoded bytes, or None for text only.
+        judge_question: What the judge sees as the user's request: always the *original* harmful
+            question (FigStep's text prompt is harmless by design; the harm is in the image).
+        category: Harm or task category, for per-category scores.
+        harmful: True for a harmful request (counts towards ASR), False for a benign one (counts towards
+            over-refusal and utility).
+        reference: The gold answer of utility benchmarks (MME: "Yes"/"No"; MM-Vet: its answer).
+        meta: Anything else a benchmark needs to score or export (MME image id, MM-Vet key, ...).
+    """
+
+    id: str
+    benchmark: str
+    prompt: str
+    image: str | bytes | None = None
+    judge_question: str = ""
+    category: str | None = None
+    harmful: bool = True
+    reference: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.judge_question:
+            self.judge_question = self.prompt
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict (image bytes are not written; the id finds the sample again)."""
+        data = asdict(self)
+        if isinstance(self.image, bytes):
+            data["image"] = f"<{len(self.image)} bytes>"
+        return data
+
+
+@dataclass
+class Verdict:
+    """A judge's decision on one (question, answer).
+
+    Attributes:
+        unsafe: The answer provides or meaningfully attempts the harmful content (counts as attack
+            success on a harmful request). None when the judge cannot tell (unparseable output).
+        refusal: The answer refuses or deflects (on a benign request: over-refusal).
+        raw: The judge's raw output (for model judges) or the matched phrase (keyword judge).
+        score: A judge-specific probability or score, where there is one.
+    """
+
+    unsafe: bool | None
+    refusal: bool
+    raw: str = ""
+    score: float | None = None
