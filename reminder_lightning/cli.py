@@ -1,4 +1,4 @@
-"""Command line: ``python -m reminder_lightning {fit,validate,test,predict,probe} --config CONFIG``.
+"""Command line: ``python -m reminder_lightning {fit,validate,test,probe,judge} --config CONFIG``.
 
 A thin ``LightningCLI``: the model is :class:`SafetyReminderModule`, the data a
 :class:`HarmfulBenignDataModule` (or a subclass). ``model.vlm`` and ``model.num_tokens`` are linked
@@ -19,13 +19,27 @@ class ReminderCLI(LightningCLI):
         parser.link_arguments("model.num_tokens", "data.init_args.num_tokens")
 
 
-EXTRA_COMMANDS = {"probe": "reminder_lightning.commands.probe"}
+class EvaluationCLI(LightningCLI):
+    """``test``: evaluate a defence on benchmarks (see :mod:`reminder_lightning.evaluation.run`)."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.output_dir", "data.output_dir")
+
+    def after_test(self) -> None:
+        # With every sample already answered (a finished run, resumed) Lightning skips the test loop and its
+        # hooks; the report is still produced from what is on disk.
+        if self.model.summary is None and self.trainer.is_global_zero:
+            self.model.finalize(self.datamodule.order)
+
+
+EXTRA_COMMANDS = {"probe": "reminder_lightning.commands.probe", "judge": "reminder_lightning.commands.judge"}
 
 
 def main(args: list[str] | None = None, run: bool = True):
     """Entry point; ``args`` lets tests call the real CLI in-process.
 
-    ``probe`` is dispatched to its own command; everything else goes to Lightning.
+    ``probe`` and ``judge`` are commands of their own; ``test`` runs the evaluation CLI; ``fit`` /
+    ``validate`` / ``predict`` go to the training CLI.
     """
     import importlib
     import sys
@@ -33,6 +47,12 @@ def main(args: list[str] | None = None, run: bool = True):
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:
         return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+    if argv and argv[0] == "test":
+        from reminder_lightning.evaluation.run import BenchmarkDataModule, EvaluationModule
+
+        return EvaluationCLI(EvaluationModule, BenchmarkDataModule, seed_everything_default=0,
+                             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                             args=argv, run=run)
     return ReminderCLI(
         SafetyReminderModule,
         HarmfulBenignDataModule,

@@ -56,18 +56,23 @@ def load_image(record: Record) -> Image.Image:
         RecordError: The record has no image, its file does not exist, or the file or bytes cannot be
             decoded. The message names the source, the record id, the field ``image`` and the fix.
     """
+    return decode_image(record.image, record.source, record.id)
+
+
+def decode_image(image: str | bytes | None, source: str, record_id: str) -> Image.Image:
+    """Decode an image given as a path or encoded bytes; errors name ``source``, ``record_id`` and the field."""
     from PIL import Image, UnidentifiedImageError
 
-    where = f"{record.source or '<unknown source>'}: record '{record.id}', field 'image'"
-    if record.image is None:
+    where = f"{source or '<unknown source>'}: record '{record_id}', field 'image'"
+    if image is None:
         raise RecordError(
             f"{where}: the record has no image (text-only). Fix: check `record.image is not None` before "
             "calling load_image, or give the record an image path."
         )
-    if isinstance(record.image, bytes):
-        what, fp = f"{len(record.image)} embedded bytes", io.BytesIO(record.image)
+    if isinstance(image, bytes):
+        what, fp = f"{len(image)} embedded bytes", io.BytesIO(image)
     else:
-        path = Path(record.image)
+        path = Path(image)
         if not path.is_file():
             raise RecordError(
                 f"{where}: image file not found: {path}. Fix: correct the path in the data, or set "

@@ -155,7 +155,7 @@ class ReminderGenerator:
 
     Args:
         adapter: The VLM (see :meth:`VLMAdapter.wrap` for a plain model + processor).
-        soft_prompt: The reminder vectors.
+        soft_prompt: The reminder vectors; None for undefended generation through the same loop.
         probe: The safety probe; required for ``mode="gated"``.
         config: Default decoding and gating settings.
     """
@@ -163,10 +163,16 @@ class ReminderGenerator:
     def __init__(
         self,
         adapter: VLMAdapter,
-        soft_prompt: SoftPrompt,
+        soft_prompt: SoftPrompt | None,
         probe: SafetyProbe | None = None,
         config: ReminderGenerationConfig | None = None,
     ):
+        if soft_prompt is None:  # an undefended generator: the same loop, no checks
+            soft_prompt = SoftPrompt(1, adapter.hidden_size)
+            config = ReminderGenerationConfig(**{**(config or ReminderGenerationConfig()).__dict__, "mode": "never"})
+            self.undefended = True
+        else:
+            self.undefended = False
         if soft_prompt.hidden_size != adapter.hidden_size:
             raise ValueError(
                 f"The reminder has width {soft_prompt.hidden_size} but the model's hidden size is "
@@ -216,6 +222,8 @@ class ReminderGenerator:
     def _config(self, overrides: dict[str, Any]) -> ReminderGenerationConfig:
         values = {**self.config.__dict__, **overrides}
         cfg = ReminderGenerationConfig(**values)
+        if self.undefended and cfg.mode != "never":
+            raise ValueError("This generator has no reminder (soft_prompt=None): only mode='never' is possible.")
         if cfg.mode == "gated" and self.probe is None:
             raise ValueError(
                 "mode='gated' needs a probe; pass one (or a reminder artifact with a probe), or use "

@@ -20,6 +20,7 @@ def run_fit(tmp_path: Path, *extra: str, config: str = TINY):
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         "--trainer.enable_progress_bar=false",
+        "--model.export_path=null",  # the run directory, not the tiny config's fixed path in the repo
         *extra,
     ]
     return main(args)

@@ -32,6 +32,7 @@ def _fit(out: Path, *extra: str) -> None:
         f"--trainer.default_root_dir={out}",
         f"--trainer.logger.init_args.save_dir={out}",
         "--trainer.enable_progress_bar=false",
+        "--model.export_path=null",
         "--trainer.max_epochs=2",
         "--data.init_args.num_examples=16",
         "--trainer.callbacks+=tests.training.rank_dump.DumpSoftPrompt",

@@ -1,13 +1,17 @@
-"""The base class of every benchmark loader."""
+"""The base class of every benchmark loader, and the small file helpers the loaders share."""
 
 from __future__ import annotations
 
+import os
 import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from reminder_lightning.evaluation.types import EvalSample
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 class Benchmark(ABC):
@@ -16,9 +20,15 @@ class Benchmark(ABC):
     Subclasses implement :meth:`load_all` (every sample, in file order); :meth:`load` applies the seeded
     ``n_per_category`` subsample and ``limit``, and records the selection in each sample's ``meta``.
 
+    The draw is per ``(sample.benchmark, category)`` and picks whole *sampling units*
+    (:meth:`sampling_unit`: a sample alone by default; MME keeps both questions of an image, MM-SafetyBench
+    every image type of a question). Its generator is seeded by ``seed``, the benchmark family (the name
+    before any ``/``) and the category, so one seed selects the same questions for every MM-SafetyBench
+    image type, whether they are loaded together or by separate instances.
+
     Args:
         root: The benchmark's folder (or file) in its published layout.
-        n_per_category: Keep at most this many samples per category, drawn with ``seed`` (None: all).
+        n_per_category: Keep at most this many sampling units per category, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall (after the per-category draw, in file order).
     """
@@ -40,6 +50,10 @@ class Benchmark(ABC):
     def load_all(self) -> list[EvalSample]:
         """Every sample of the benchmark, in the published order."""
 
+    def sampling_unit(self, sample: EvalSample) -> str:
+        """Samples with the same unit are kept or dropped together by the ``n_per_category`` draw."""
+        return sample.id
+
     def load(self) -> list[EvalSample]:
         """The evaluated selection (seeded per-category subsample, then ``limit``)."""
         if not self.root.exists():
@@ -47,20 +61,22 @@ class Benchmark(ABC):
         samples = self.load_all()
         if not samples:
             raise ValueError(f"{self.name}: no samples found under {self.root}. {self.layout_hint()}")
-        ids = [s.id for s in samples]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"{self.name}: duplicate sample id {dup!r} under {self.root}.")
+        seen: set[str] = set()
+        for s in samples:
+            if s.id in seen:
+                raise ValueError(f"{self.name}: duplicate sample id {s.id!r} under {self.root}.")
+            seen.add(s.id)
         if self.n_per_category is not None:
-            by_cat: dict[str | None, list[int]] = defaultdict(list)
-            for i, s in enumerate(samples):
-                by_cat[s.category].append(i)
-            rng = random.Random(f"{self.seed}:{self.name}")
-            keep: set[int] = set()
-            for cat in sorted(by_cat, key=str):
-                idx = by_cat[cat]
-                keep.update(idx if len(idx) <= self.n_per_category else rng.sample(idx, self.n_per_category))
-            samples = [s for i, s in enumerate(samples) if i in keep]
+            units: dict[tuple[str, str], dict[str, None]] = defaultdict(dict)  # stratum -> units, in order
+            for s in samples:
+                units[(s.benchmark, str(s.category))][self.sampling_unit(s)] = None
+            keep: set[tuple[tuple[str, str], str]] = set()
+            for (benchmark, category), ordered in units.items():
+                names = list(ordered)
+                rng = random.Random(f"{self.seed}:{benchmark.split('/')[0]}:{category}")
+                chosen = names if len(names) <= self.n_per_category else rng.sample(names, self.n_per_category)
+                keep.update(((benchmark, category), u) for u in chosen)
+            samples = [s for s in samples if ((s.benchmark, str(s.category)), self.sampling_unit(s)) in keep]
         if self.limit is not None:
             samples = samples[: self.limit]
         for s in samples:
@@ -76,3 +92,43 @@ class Benchmark(ABC):
     def utility_metrics(self, samples: list[EvalSample], answers: list[str]) -> dict[str, float]:
         """Benchmark-specific utility scores (MME accuracy, ...); none by default."""
         return {}
+
+    # Helpers for subclasses -------------------------------------------------------------------------------
+
+    def find_file(self, *candidates: Path) -> Path:
+        """The first existing file among ``candidates`` (``root`` itself when it is a file)."""
+        if self.root.is_file():
+            return self.root
+        for path in candidates:
+            if path.is_file():
+                return path
+        tried = ", ".join(str(p) for p in candidates)
+        raise FileNotFoundError(f"{self.name}: none of these files exists: {tried}. {self.layout_hint()}")
+
+    def image_file(self, path: Path, where: str) -> str:
+        """``path`` as an absolute, normalised string, after checking that the file exists."""
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{where}: image file not found: {path}. {self.layout_hint()} Fix: download the images into "
+                "that layout, or point the image folder argument at them."
+            )
+        return os.path.normpath(path.absolute())
+
+    def required(self, row: dict[str, Any], field: str, where: str, fix: str = "") -> str:
+        """``row[field]`` as non-empty text, else an error naming the file/row, the field and the fix."""
+        value = row.get(field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            state = "is empty" if field in row else "is missing"
+            raise ValueError(
+                f"{where}: field '{field}' {state}. Fields present: {sorted(row)}. {fix or self.layout_hint()}"
+            )
+        return str(value)
+
+
+def with_suffix(stem: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path | None:
+    """The first existing ``stem + suffix`` (case as listed, then upper case), or None."""
+    for suffix in suffixes + tuple(s.upper() for s in suffixes):
+        candidate = stem.with_name(stem.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
