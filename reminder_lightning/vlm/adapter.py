@@ -62,11 +62,15 @@ class VLMSpec:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Map ``tiny:<family>`` to the directory of a tiny model (built on first use); pass others through."""
+    """Map ``tiny:<family>`` / ``demo:smollm2-llava`` to a local directory (built on first use); pass others through."""
     from reminder_lightning.vlm.tiny import TINY_PREFIX, ensure_tiny_model
 
     if name_or_path.startswith(TINY_PREFIX):
         return str(ensure_tiny_model(name_or_path[len(TINY_PREFIX) :]))
+    if name_or_path.startswith("demo:"):
+        from reminder_lightning.vlm.demo import ensure_demo_model
+
+        return str(ensure_demo_model(name_or_path[len("demo:") :]))
     return name_or_path
 
 
