@@ -50,9 +50,15 @@ def main(args: list[str] | None = None, run: bool = True):
     if argv and argv[0] == "test":
         from reminder_lightning.evaluation.run import BenchmarkDataModule, EvaluationModule
 
-        return EvaluationCLI(EvaluationModule, BenchmarkDataModule, seed_everything_default=0,
-                             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                             args=argv, run=run)
+        return EvaluationCLI(
+            EvaluationModule,
+            BenchmarkDataModule,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=None if args is None else argv,
+            run=run,
+        )
     return ReminderCLI(
         SafetyReminderModule,
         HarmfulBenignDataModule,

@@ -67,9 +67,11 @@ class PeriodicSafetyEval(L.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.samples is None:
             self.samples = {}
-            for bench in self.benchmarks:
-                loaded = bench.load()[: self.max_samples]
-                self.samples[loaded[0].benchmark if loaded else bench.name] = loaded
+            for bench in self.benchmarks:  # one entry per sample benchmark name (MM-SafetyBench: per image type)
+                for sample in bench.load():
+                    group = self.samples.setdefault(sample.benchmark, [])
+                    if len(group) < self.max_samples:
+                        group.append(sample)
         if self.judge is None:
             from reminder_lightning.evaluation.judges.keyword import KeywordJudge
 
@@ -93,8 +95,9 @@ class PeriodicSafetyEval(L.Callback):
 
         hp = pl_module.hparams
         mode = "gated" if pl_module.probe is not None else "always"
-        config = ReminderGenerationConfig(max_new_tokens=self.max_new_tokens, interval=hp.interval,
-                                          threshold=hp.threshold, mode=mode)
+        config = ReminderGenerationConfig(
+            max_new_tokens=self.max_new_tokens, interval=hp.interval, threshold=hp.threshold, mode=mode
+        )
         injector, was_training = pl_module.injector, pl_module.training
         injector.detach()  # the generator attaches its own hooks for the same soft prompt
         try:
@@ -134,7 +137,12 @@ class PeriodicSafetyEval(L.Callback):
 
         for logger in pl_module.loggers:
             if isinstance(logger, WandbLogger):
-                rows = [[s.id, s.judge_question, o.text, o.flagged, v.unsafe, v.refusal]
-                        for s, o, v in list(zip(samples, outputs, verdicts, strict=True))[: self.log_samples]]
-                logger.log_table(key=f"val/{name}/samples", columns=["id", "question", "answer", "flagged",
-                                                                       "unsafe", "refusal"], data=rows)
+                rows = [
+                    [s.id, s.judge_question, o.text, o.flagged, v.unsafe, v.refusal]
+                    for s, o, v in list(zip(samples, outputs, verdicts, strict=True))[: self.log_samples]
+                ]
+                logger.log_table(
+                    key=f"val/{name}/samples",
+                    columns=["id", "question", "answer", "flagged", "unsafe", "refusal"],
+                    data=rows,
+                )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from reminder_lightning.evaluation.metrics import AttackSuccessRate, GateRate, M
 from reminder_lightning.evaluation.store import JsonlAppender, read_jsonl
 
 
-def judge_generations(rows: list[dict[str, Any]], judges: list[Judge], output_dir: Path,
-                      batch_size: int = 16) -> dict[str, dict[str, dict[str, Any]]]:
+def judge_generations(
+    rows: list[dict[str, Any]], judges: list[Judge], output_dir: Path, batch_size: int = 16
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{judge: {key: verdict dict}}``; verdicts already in ``judgements.<judge>.jsonl`` are reused."""
     from dataclasses import asdict
 
@@ -24,12 +26,15 @@ def judge_generations(rows: list[dict[str, Any]], judges: list[Judge], output_di
         known = {row["key"]: row for row in read_jsonl(path)}
         todo = [row for row in rows if row["key"] not in known]
         with JsonlAppender(path) as out:
-            for start in tqdm(range(0, len(todo), batch_size), desc=f"judge {judge.name}", unit="batch",
-                              disable=not todo):
+            for start in tqdm(
+                range(0, len(todo), batch_size), desc=f"judge {judge.name}", unit="batch", disable=not todo
+            ):
                 chunk = todo[start : start + batch_size]
                 verdicts = judge.judge([r["judge_question"] for r in chunk], [r["text"] for r in chunk])
                 if len(verdicts) != len(chunk):
-                    raise RuntimeError(f"Judge {judge.name} returned {len(verdicts)} verdicts for {len(chunk)} answers.")
+                    raise RuntimeError(
+                        f"Judge {judge.name} returned {len(verdicts)} verdicts for {len(chunk)} answers."
+                    )
                 for row, verdict in zip(chunk, verdicts, strict=True):
                     record = {"key": row["key"], **asdict(verdict)}
                     out.write(record)
@@ -49,34 +54,45 @@ def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, An
         harmful = [r for r in bench_rows if r["harmful"]]
         benign = [r for r in bench_rows if not r["harmful"]]
         gate, p_safe_h, p_safe_b = GateRate(cats), MeanPSafe(), MeanPSafe()
-        gate.update([bool(r["flagged"]) for r in bench_rows], gate.category_index([r.get("category") for r in bench_rows]))
-        for r in harmful:
-            p_safe_h.update([p for _, p in r.get("checks", [])])
-        for r in benign:
-            p_safe_b.update([p for _, p in r.get("checks", [])])
+        gate.update(
+            [bool(r["flagged"]) for r in bench_rows], gate.category_index([r.get("category") for r in bench_rows])
+        )
+        for metric, group in ((p_safe_h, harmful), (p_safe_b, benign)):
+            values = [p for r in group for _, p in r.get("checks", [])]
+            if values:
+                metric.update(values)
         for judge_name, judged in verdicts.items():
             asr, refusal = AttackSuccessRate(cats), RefusalRate(cats)
             if harmful:
-                asr.update([judged[r["key"]]["unsafe"] for r in harmful], asr.category_index([r.get("category") for r in harmful]))
+                asr.update(
+                    [judged[r["key"]]["unsafe"] for r in harmful],
+                    asr.category_index([r.get("category") for r in harmful]),
+                )
             if benign:
-                refusal.update([bool(judged[r["key"]]["refusal"]) for r in benign],
-                               refusal.category_index([r.get("category") for r in benign]))
-            asr_values = {k: float(v) for k, v in asr.compute().items()}
-            summary.append({
-                "benchmark": bench,
-                "judge": judge_name,
-                "defence": bench_rows[0].get("defence", {}).get("name", "?"),
-                "n": len(bench_rows),
-                "n_harmful": len(harmful),
-                "n_benign": len(benign),
-                "asr": asr_values["overall"] if harmful else None,
-                "asr_per_category": {k: v for k, v in asr_values.items() if k != "overall"} if harmful else {},
-                "undecided": int(asr.undecided.item()),
-                "over_refusal": float(refusal.compute()["overall"]) if benign else None,
-                "gate_rate": float(gate.compute()["overall"]),
-                "mean_p_safe_harmful": float(p_safe_h.compute()),
-                "mean_p_safe_benign": float(p_safe_b.compute()),
-                "decoding": bench_rows[0].get("decoding"),
-                "selection": bench_rows[0].get("selection"),
-            })
+                refusal.update(
+                    [bool(judged[r["key"]]["refusal"]) for r in benign],
+                    refusal.category_index([r.get("category") for r in benign]),
+                )
+            asr_values = (
+                {k: float(v) for k, v in asr.compute().items()} if asr.update_called else {"overall": math.nan}
+            )
+            summary.append(
+                {
+                    "benchmark": bench,
+                    "judge": judge_name,
+                    "defence": bench_rows[0].get("defence", {}).get("name", "?"),
+                    "n": len(bench_rows),
+                    "n_harmful": len(harmful),
+                    "n_benign": len(benign),
+                    "asr": asr_values["overall"] if harmful else None,
+                    "asr_per_category": {k: v for k, v in asr_values.items() if k != "overall"} if harmful else {},
+                    "undecided": int(asr.undecided.item()),
+                    "over_refusal": float(refusal.compute()["overall"]) if benign else None,
+                    "gate_rate": float(gate.compute()["overall"]),
+                    "mean_p_safe_harmful": float(p_safe_h.compute()) if p_safe_h.update_called else math.nan,
+                    "mean_p_safe_benign": float(p_safe_b.compute()) if p_safe_b.update_called else math.nan,
+                    "decoding": bench_rows[0].get("decoding"),
+                    "selection": bench_rows[0].get("selection"),
+                }
+            )
     return summary

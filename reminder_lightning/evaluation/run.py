@@ -38,8 +38,9 @@ class BenchmarkDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
     """
 
-    def __init__(self, benchmarks: list[Benchmark], batch_size: int = 8, output_dir: str = "runs/eval",
-                 num_workers: int = 0):
+    def __init__(
+        self, benchmarks: list[Benchmark], batch_size: int = 8, output_dir: str = "runs/eval", num_workers: int = 0
+    ):
         super().__init__()
         if not benchmarks:
             raise ValueError("Give at least one benchmark (data.benchmarks).")
@@ -48,26 +49,31 @@ class BenchmarkDataModule(L.LightningDataModule):
         self.output_dir = Path(output_dir)
         self.num_workers = num_workers
         self.samples: list[EvalSample] | None = None
+        self.per_benchmark: list[tuple[Benchmark, list[EvalSample]]] = []
         self.todo: list[EvalSample] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.samples is None:
-            self.samples = [s for bench in self.benchmarks for s in bench.load()]
+            self.per_benchmark = [(bench, bench.load()) for bench in self.benchmarks]
+            self.samples = [s for _, samples in self.per_benchmark for s in samples]
             keys = [sample_key(s.benchmark, s.id) for s in self.samples]
             if len(set(keys)) != len(keys):
                 raise ValueError("Two benchmarks produce the same benchmark/id keys; give them distinct names.")
         done = done_keys(self.output_dir)
         self.todo = [s for s in self.samples if sample_key(s.benchmark, s.id) not in done]
-        rank_zero_info(f"Evaluation: {len(self.samples)} samples, {len(self.samples) - len(self.todo)} already "
-                       f"answered in {self.output_dir}, {len(self.todo)} to generate.")
+        rank_zero_info(
+            f"Evaluation: {len(self.samples)} samples, {len(self.samples) - len(self.todo)} already "
+            f"answered in {self.output_dir}, {len(self.todo)} to generate."
+        )
 
     @property
     def order(self) -> list[str]:
         return [sample_key(s.benchmark, s.id) for s in self.samples or []]
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.todo, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=list)
+        return DataLoader(
+            self.todo, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, collate_fn=list
+        )
 
 
 class EvaluationModule(L.LightningModule):
@@ -97,7 +103,9 @@ class EvaluationModule(L.LightningModule):
         self.vlm_spec = vlm if isinstance(vlm, VLMSpec) else VLMSpec(**vlm)
         self.defence = defence
         self.judges = judges
-        self.decoding = DecodingSettings(**decoding) if isinstance(decoding, dict) else (decoding or DecodingSettings())
+        self.decoding = (
+            DecodingSettings(**decoding) if isinstance(decoding, dict) else (decoding or DecodingSettings())
+        )
         self.output_dir = Path(output_dir)
         self.judge_batch_size = judge_batch_size
         self.wandb_samples = wandb_samples
@@ -123,15 +131,31 @@ class EvaluationModule(L.LightningModule):
         outputs = self.defence.generate(images, [s.prompt for s in batch], self.decoding)
         described, decoding = self.defence.describe(), self.decoding.as_dict()
         for sample, out in zip(batch, outputs, strict=True):
-            self._writer.write({
-                "key": sample_key(sample.benchmark, sample.id), "benchmark": sample.benchmark, "id": sample.id,
-                "prompt": sample.prompt, "judge_question": sample.judge_question, "category": sample.category,
-                "harmful": sample.harmful, "reference": sample.reference,
-                "image": sample.image if isinstance(sample.image, str) else (None if sample.image is None else "<bytes>"),
-                "text": out.text, "flagged": out.flagged, "flag_step": out.flag_step, "checks": out.checks,
-                "text_before": out.text_before, "text_after": out.text_after, "finish_reason": out.finish_reason,
-                "defence": described, "decoding": decoding, "selection": sample.meta.get("selection"),
-            })
+            self._writer.write(
+                {
+                    "key": sample_key(sample.benchmark, sample.id),
+                    "benchmark": sample.benchmark,
+                    "id": sample.id,
+                    "prompt": sample.prompt,
+                    "judge_question": sample.judge_question,
+                    "category": sample.category,
+                    "harmful": sample.harmful,
+                    "reference": sample.reference,
+                    "image": sample.image
+                    if isinstance(sample.image, str)
+                    else (None if sample.image is None else "<bytes>"),
+                    "text": out.text,
+                    "flagged": out.flagged,
+                    "flag_step": out.flag_step,
+                    "checks": out.checks,
+                    "text_before": out.text_before,
+                    "text_after": out.text_after,
+                    "finish_reason": out.finish_reason,
+                    "defence": described,
+                    "decoding": decoding,
+                    "selection": sample.meta.get("selection"),
+                }
+            )
 
     def on_test_epoch_end(self) -> None:
         if self._writer is not None:
@@ -150,16 +174,25 @@ class EvaluationModule(L.LightningModule):
         if order is not None:
             missing = set(order) - {r["key"] for r in rows}
             if missing:
-                raise RuntimeError(f"{len(missing)} samples have no generation in {self.output_dir}; rerun to finish.")
+                raise RuntimeError(
+                    f"{len(missing)} samples have no generation in {self.output_dir}; rerun to finish."
+                )
             keep = set(order)
             rows = [r for r in rows if r["key"] in keep]
         judges = self.judges if self.judges is not None else [_default_judge()]
         verdicts = judge_generations(rows, judges, self.output_dir, self.judge_batch_size)
         summary = score(rows, verdicts)
-        info = {"model": self.vlm_spec.name_or_path, "defence": self.defence.describe(),
-                "decoding": self.decoding.as_dict(), "judges": [j.name for j in judges],
-                "samples": len(rows), "date": time.strftime("%Y-%m-%d"),
-                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+        info = {
+            "model": self.vlm_spec.name_or_path,
+            "defence": self.defence.describe(),
+            "decoding": self.decoding.as_dict(),
+            "judges": [j.name for j in judges],
+            "samples": len(rows),
+            "date": time.strftime("%Y-%m-%d"),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        }
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        info["utility"] = utility_scores(datamodule.per_benchmark if datamodule is not None else [], rows)
         write_summary(self.output_dir, summary, info)
         plots = save_plots(self.output_dir, summary, rows)
         table = summary_table(summary)
@@ -169,13 +202,29 @@ class EvaluationModule(L.LightningModule):
                 if row[metric] is not None:
                     for logger in self.loggers:
                         logger.log_metrics({f"test/{row['benchmark']}/{row['judge']}/{metric}": row[metric]})
-        images = {r["key"]: decode_image(r["image"], r["benchmark"], r["id"])
-                  for r in rows[: self.wandb_samples] if isinstance(r["image"], str) and r["image"] != "<bytes>"}
+        images = {
+            r["key"]: decode_image(r["image"], r["benchmark"], r["id"])
+            for r in rows[: self.wandb_samples]
+            if isinstance(r["image"], str) and r["image"] != "<bytes>"
+        }
         for logger in self.loggers:
             log_wandb_table(logger, rows, verdicts, self.wandb_samples, images)
         (self.output_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
         self.summary = summary
         return summary
+
+
+def utility_scores(per_benchmark: list[tuple[Benchmark, list[EvalSample]]], rows: list[dict[str, Any]]) -> dict:
+    """``{benchmark name: utility_metrics(...)}`` for benchmarks that define utility scores (MME, ...)."""
+    answers = {r["key"]: r["text"] for r in rows}
+    out = {}
+    for bench, samples in per_benchmark:
+        keys = [sample_key(s.benchmark, s.id) for s in samples]
+        if samples and all(k in answers for k in keys):
+            scores = bench.utility_metrics(samples, [answers[k] for k in keys])
+            if scores:
+                out[bench.name] = scores
+    return out
 
 
 def _default_judge() -> Judge:
