@@ -48,3 +48,14 @@ def red_image():
     from PIL import Image
 
     return Image.new("RGB", (70, 50), (200, 30, 30))
+
+
+@pytest.fixture(autouse=True)
+def _finish_wandb_runs():
+    """A W&B run left open by one in-process CLI call would be reused by the next test's logger."""
+    yield
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

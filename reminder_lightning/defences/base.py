@@ -46,7 +46,9 @@ class Defence(ABC):
         """Bind to the model (called once, after the model is loaded and placed)."""
 
     @abstractmethod
-    def generate(self, images: list | None, prompts: list[str], decoding: DecodingSettings) -> list[ReminderOutput]:
+    def generate(
+        self, images: list | None, prompts: list[str], decoding: DecodingSettings
+    ) -> list[ReminderOutput]:
         """One :class:`ReminderOutput` per prompt (undefended ones are never flagged)."""
 
     def describe(self) -> dict:

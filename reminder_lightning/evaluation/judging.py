@@ -30,7 +30,11 @@ def judge_generations(
                 range(0, len(todo), batch_size), desc=f"judge {judge.name}", unit="batch", disable=not todo
             ):
                 chunk = todo[start : start + batch_size]
-                verdicts = judge.judge([r["judge_question"] for r in chunk], [r["text"] for r in chunk])
+                images = [
+                    r["image"] if isinstance(r.get("image"), str) and r["image"] != "<bytes>" else None
+                    for r in chunk
+                ]  # paths; multimodal judges (Llama Guard 3 Vision) read them
+                verdicts = judge.judge([r["judge_question"] for r in chunk], [r["text"] for r in chunk], images)
                 if len(verdicts) != len(chunk):
                     raise RuntimeError(
                         f"Judge {judge.name} returned {len(verdicts)} verdicts for {len(chunk)} answers."

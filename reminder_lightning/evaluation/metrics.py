@@ -50,7 +50,9 @@ class CategoryRate(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         """``{"overall": rate, "<category>": rate, ...}`` (NaN where a category has no samples)."""
         total = self.totals.sum()
-        out = {"overall": self.hits.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=torch.float64)}
+        out = {
+            "overall": self.hits.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+        }
         for i, name in enumerate(self.categories):
             out[name] = self.hits[i] / self.totals[i] if self.totals[i] > 0 else torch.tensor(float("nan"))
         return out

@@ -20,11 +20,16 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for row in summary:
         p_h, p_b = row["mean_p_safe_harmful"], row["mean_p_safe_benign"]
-        p_text = "-" if math.isnan(p_h) and math.isnan(p_b) else (
-            f"{'-' if math.isnan(p_h) else f'{p_h:.2f}'} / {'-' if math.isnan(p_b) else f'{p_b:.2f}'}")
+        p_text = (
+            "-"
+            if math.isnan(p_h) and math.isnan(p_b)
+            else (f"{'-' if math.isnan(p_h) else f'{p_h:.2f}'} / {'-' if math.isnan(p_b) else f'{p_b:.2f}'}")
+        )
         asr = _pct(row["asr"]) + (f" ({row['undecided']} undecided)" if row.get("undecided") else "")
-        lines.append(f"| {row['benchmark']} | {row['defence']} | {row['judge']} | {row['n']} | {asr} | "
-                     f"{_pct(row['over_refusal'])} | {_pct(row['gate_rate'])} | {p_text} |")
+        lines.append(
+            f"| {row['benchmark']} | {row['defence']} | {row['judge']} | {row['n']} | {asr} | "
+            f"{_pct(row['over_refusal'])} | {_pct(row['gate_rate'])} | {p_text} |"
+        )
     return "\n".join(lines)
 
 
@@ -90,8 +95,14 @@ def save_plots(output_dir: Path, summary: list[dict[str, Any]], rows: list[dict[
     return written
 
 
-def log_wandb_table(logger, rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict]], limit: int = 64,
-                    images: dict[str, Any] | None = None, key: str = "eval/samples") -> bool:
+def log_wandb_table(
+    logger,
+    rows: list[dict[str, Any]],
+    verdicts: dict[str, dict[str, dict]],
+    limit: int = 64,
+    images: dict[str, Any] | None = None,
+    key: str = "eval/samples",
+) -> bool:
     """A W&B table of the first ``limit`` samples (image, prompt, answer, verdicts); False if no W&B logger."""
     from lightning.pytorch.loggers import WandbLogger
 
@@ -100,14 +111,33 @@ def log_wandb_table(logger, rows: list[dict[str, Any]], verdicts: dict[str, dict
     import wandb
 
     judge_names = sorted(verdicts)
-    columns = ["benchmark", "id", "image", "prompt", "judge_question", "answer", "flagged", "flag_step",
-               *[f"unsafe[{j}]" for j in judge_names]]
+    columns = [
+        "benchmark",
+        "id",
+        "image",
+        "prompt",
+        "judge_question",
+        "answer",
+        "flagged",
+        "flag_step",
+        *[f"unsafe[{j}]" for j in judge_names],
+    ]
     data = []
     for row in rows[:limit]:
         image = (images or {}).get(row["key"])
-        data.append([row["benchmark"], row["id"], wandb.Image(image) if image is not None else None, row["prompt"],
-                     row["judge_question"], row["text"], row["flagged"], row["flag_step"],
-                     *[verdicts[j].get(row["key"], {}).get("unsafe") for j in judge_names]])
+        data.append(
+            [
+                row["benchmark"],
+                row["id"],
+                wandb.Image(image) if image is not None else None,
+                row["prompt"],
+                row["judge_question"],
+                row["text"],
+                row["flagged"],
+                row["flag_step"],
+                *[verdicts[j].get(row["key"], {}).get("unsafe") for j in judge_names],
+            ]
+        )
     logger.log_table(key=key, columns=columns, data=data)
     return True
 

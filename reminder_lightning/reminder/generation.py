@@ -169,7 +169,9 @@ class ReminderGenerator:
     ):
         if soft_prompt is None:  # an undefended generator: the same loop, no checks
             soft_prompt = SoftPrompt(1, adapter.hidden_size)
-            config = ReminderGenerationConfig(**{**(config or ReminderGenerationConfig()).__dict__, "mode": "never"})
+            config = ReminderGenerationConfig(
+                **{**(config or ReminderGenerationConfig()).__dict__, "mode": "never"}
+            )
             self.undefended = True
         else:
             self.undefended = False

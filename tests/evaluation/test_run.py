@@ -168,3 +168,30 @@ def test_periodic_eval_callback_logs_and_keeps_state(tmp_path):
     ckpt = torch.load(cli.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=False)
     state = next(v for k, v in ckpt["callbacks"].items() if "PeriodicSafetyEval" in k)
     assert [h["epoch"] for h in state["history"]] == [0, 1]
+
+
+def test_wandb_sample_table_is_logged_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = tmp_path / "eval"
+    main(
+        [
+            "test",
+            "--config",
+            EVAL,
+            f"--model.output_dir={out}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=reminder_lightning.loggers.AutoWandbLogger",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.logger.init_args.project=reminder-tests",
+            "--model.wandb_samples=4",
+        ]
+    )
+    run_dir = next((tmp_path / "wandb").glob("offline-run-*"))
+    tables = list(run_dir.rglob("eval/samples*.table.json"))
+    assert tables, sorted(p.name for p in run_dir.rglob("*"))[:20]
+    table = json.loads(tables[0].read_text())
+    assert len(table["data"]) == 4 and "answer" in table["columns"] and "image" in table["columns"]
+    image_col = table["columns"].index("image")
+    assert table["data"][0][image_col] is not None  # the first fixture sample has an image
