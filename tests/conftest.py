@@ -16,6 +16,8 @@ def pytest_configure(config):
     # Tests must not depend on (or pollute) a user's cache; subprocesses inherit this.
     if "REMINDER_TINY_CACHE" not in os.environ:
         os.environ["REMINDER_TINY_CACHE"] = str(Path(config.rootpath) / ".pytest_cache" / "tiny-models")
+    if "REMINDER_DEMO_CACHE" not in os.environ:
+        os.environ["REMINDER_DEMO_CACHE"] = str(Path(config.rootpath) / ".pytest_cache" / "demo-models")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

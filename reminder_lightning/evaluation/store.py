@@ -20,8 +20,9 @@ def sample_key(benchmark: str, sample_id: str) -> str:
     return f"{benchmark}/{sample_id}"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Complete lines of a JSONL file; a final partial line (interrupted write) is dropped."""
+    path = Path(path)
     if not path.exists():
         return []
     rows = []

@@ -27,8 +27,13 @@ def collect_hidden_states(
     injector: ReminderInjector | None = None,
     batch_size: int = 8,
     desc: str = "hidden states",
+    prefixes: list[list[int]] | None = None,
 ) -> torch.Tensor:
-    """Last-layer hidden states ``(N, H)`` (fp32, CPU) at ``position`` for each (image or None, question)."""
+    """Last-layer hidden states ``(N, H)`` (fp32, CPU) at ``position`` for each (image or None, question).
+
+    ``prefixes`` (token ids of a partial answer per prompt) go between the prompt and the reminder, which is
+    where the probe reads at generation time: after 15, 31, ... generated tokens.
+    """
     if position == "reminder" and injector is None:
         raise ValueError("position='reminder' needs the trained soft prompt (an injector); pass reminder=...")
     if position not in ("prompt_end", "reminder"):
@@ -39,6 +44,8 @@ def collect_hidden_states(
         items = []
         for i in range(start, min(start + batch_size, len(questions))):
             enc = builder.encode_prompt(questions[i], None if images is None else images[i])
+            if prefixes is not None:
+                enc = builder.append_tokens(enc, list(prefixes[i]))
             if position == "reminder":
                 enc = builder.append_tokens(enc, injector.placeholder_ids)
             items.append(enc)
