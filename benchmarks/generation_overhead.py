@@ -90,12 +90,10 @@ def build_vlm(preset: str, device: str, dtype: torch.dtype):
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     from reminder_lightning.vlm.adapter import VLMAdapter
-    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, train_tokenizer
+    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, llava_processor, train_tokenizer
 
     text, vision, image_size = PRESETS[preset]
     tokenizer = train_tokenizer(
@@ -106,17 +104,7 @@ def build_vlm(preset: str, device: str, dtype: torch.dtype):
         eos_token="</s>",
         pad_token="<pad>",
     )
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        chat_template=LLAVA_CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
+    processor = llava_processor(tokenizer, image_size, LLAVA_CHAT_TEMPLATE)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(image_size=image_size, patch_size=14, **vision),
         text_config=LlamaConfig(

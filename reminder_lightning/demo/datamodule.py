@@ -29,11 +29,7 @@ from reminder_lightning.evaluation.store import JsonlAppender, read_jsonl
 from reminder_lightning.training.objective import SaptSettings
 from reminder_lightning.vlm.adapter import VLMSpec
 
-REFUSALS = (
-    "I'm sorry, but I can't help with that. It could cause real harm to people.",
-    "I can't assist with this request, because it could be used to hurt someone.",
-    "I'm sorry, but I cannot provide that information. It would be unsafe and possibly illegal.",
-)
+DEFAULT_REFUSALS = ("I'm sorry, but I can't help with that. It could cause real harm to people.",)
 
 
 class DemoDataModule(HarmfulBenignDataModule):
@@ -50,6 +46,7 @@ class DemoDataModule(HarmfulBenignDataModule):
         generation_batch_size: Prompts per generation batch.
         probe_components: PCA components of the prompt-end probe.
         probe_target_fpr: Share of validation benign prompts the prompt-end probe may flag.
+        refusals: Safe answers of harmful records, drawn at random per record (default: one short refusal).
         num_examples: SAPT examples drawn per run (None: every train record once).
         harmful_fraction: Share of harmful examples.
         batch_size: SAPT examples per batch.
@@ -72,6 +69,7 @@ class DemoDataModule(HarmfulBenignDataModule):
         generation_batch_size: int = 16,
         probe_components: int = 4,
         probe_target_fpr: float = 0.05,
+        refusals: list[str] | None = None,
         num_examples: int | None = None,
         harmful_fraction: float = 0.5,
         batch_size: int = 4,
@@ -102,6 +100,7 @@ class DemoDataModule(HarmfulBenignDataModule):
         self.generation_batch_size = generation_batch_size
         self.probe_components = probe_components
         self.probe_target_fpr = probe_target_fpr
+        self.refusals = list(refusals) if refusals else list(DEFAULT_REFUSALS)
 
     # ------------------------------------------------------------------ prepare (rank zero, cached)
     def settings(self) -> dict:
@@ -116,6 +115,7 @@ class DemoDataModule(HarmfulBenignDataModule):
             "model": self.vlm.name_or_path,
             "probe_components": self.probe_components,
             "probe_target_fpr": self.probe_target_fpr,
+            "refusals": self.refusals,
         }
 
     def prepare_data(self) -> None:
@@ -226,7 +226,7 @@ class DemoDataModule(HarmfulBenignDataModule):
                     "image": images[p.id],
                     "category": p.category,
                     "harmful_answer": answers[p.id]["text"],
-                    "safe_answer": rng.choice(REFUSALS),
+                    "safe_answer": rng.choice(self.refusals),
                 }
                 for p, v in zip(harmful, verdicts, strict=True)
                 if not v.refusal and len(answers[p.id]["text"]) >= 20

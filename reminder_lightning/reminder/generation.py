@@ -268,6 +268,13 @@ class ReminderGenerator:
             processors.insert(0, MinNewTokensLengthLogitsProcessor(history.shape[1], cfg.min_new_tokens, eos))
 
         run = _RunState(batch, cfg.output_scores)
+        run.model, run.family, run.cache_key, run.pos_state, run.placeholders = (
+            model,
+            family,
+            cache_key,
+            pos_state,
+            placeholders,
+        )
         with self.injector:
             out = model(**inputs, position_ids=position_ids, use_cache=True, **last_only)
             cache = _get_cache(out)
@@ -310,36 +317,18 @@ class ReminderGenerator:
                     checking = ~run.finished & (~run.flagged | cfg.keep_checking_after_flag)
                     if bool(checking.any()):
                         next_logits, attention, cache = self._check(
-                            model,
-                            family,
-                            cache_key,
-                            cache,
-                            attention,
-                            pos_state,
-                            placeholders,
-                            checking,
-                            next_logits,
-                            generated,
-                            run,
-                            cfg,
+                            run, cfg, cache, attention, checking, next_logits, generated
                         )
         yield run
 
-    def _check(
-        self,
-        model,
-        family,
-        cache_key,
-        cache,
-        attention,
-        pos_state,
-        placeholders,
-        checking,
-        next_logits,
-        generated,
-        run,
-        cfg,
-    ):
+    def _check(self, run, cfg, cache, attention, checking, next_logits, generated):
+        model, family, cache_key, pos_state, placeholders = (
+            run.model,
+            run.family,
+            run.cache_key,
+            run.pos_state,
+            run.placeholders,
+        )
         batch, n_rem = attention.shape[0], placeholders.numel()
         device = attention.device
         ids = placeholders.unsqueeze(0).expand(batch, -1)
@@ -407,7 +396,7 @@ class _Token:
 
 
 class _RunState:
-    """Per-sample state of one generation run."""
+    """Per-sample state of one generation run, and the run's constants (model, family, positions, cache key)."""
 
     def __init__(self, batch: int, keep_scores: bool):
         self.finished = torch.zeros(batch, dtype=torch.bool)

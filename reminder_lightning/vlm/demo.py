@@ -58,9 +58,9 @@ def build_smollm2_llava(image_size: int = 56, seed: int = 0):
         CLIPVisionConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from reminder_lightning.vlm.tiny import llava_processor
 
     folder, name = gguf_location()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -70,20 +70,7 @@ def build_smollm2_llava(image_size: int = 56, seed: int = 0):
     rows = ((len(tokenizer) + 63) // 64) * 64
     language_model.resize_token_embeddings(rows, mean_resizing=True)
     text_config = language_model.config
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        chat_template=SMOLLM2_VLM_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
+    processor = llava_processor(tokenizer, image_size, SMOLLM2_VLM_TEMPLATE)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=128,

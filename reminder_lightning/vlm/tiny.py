@@ -100,6 +100,27 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, add_bos: s
     return PreTrainedTokenizerFast(tokenizer_object=tok, **token_attrs)
 
 
+def llava_processor(tokenizer, image_size: int, chat_template: str):
+    """A real ``LlavaProcessor``: PIL CLIP image processing at ``image_size`` px, patch 14, CLS dropped."""
+    from transformers import LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=chat_template,
+        num_additional_image_tokens=1,
+    )
+
+
 def _padded_vocab(tokenizer, multiple: int = 64) -> int:
     n = len(tokenizer)
     return ((n + multiple - 1) // multiple) * multiple
@@ -112,9 +133,7 @@ def build_tiny_llava(seed: int = 0):
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     tokenizer = train_tokenizer(
         ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
@@ -125,20 +144,7 @@ def build_tiny_llava(seed: int = 0):
         pad_token="<pad>",
     )
     tokenizer.padding_side = "left"
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 56},
-        crop_size={"height": 56, "width": 56},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        chat_template=LLAVA_CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
+    processor = llava_processor(tokenizer, 56, LLAVA_CHAT_TEMPLATE)
     vocab = _padded_vocab(tokenizer)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(

@@ -21,18 +21,30 @@ def test_reduced_demo_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     work = tmp_path / "demo"
     args = [
-        "fit", "--config", str(REPO / "configs" / "demo.yaml"),
-        f"--data.init_args.work_dir={work}", f"--trainer.callbacks.work_dir={work}",
-        f"--model.probe_path={work}/data/probe.safetensors", f"--model.export_path={work}/reminder.safetensors",
-        f"--trainer.default_root_dir={work}", f"--trainer.logger.init_args.save_dir={work}",
-        "--data.init_args.n_train=6", "--data.init_args.n_val=4", "--data.init_args.n_test_harmful=6",
-        "--data.init_args.n_test_benign=6", "--data.init_args.answer_tokens=20", "--trainer.max_epochs=1",
-        "--trainer.callbacks.max_new_tokens=20", "--trainer.enable_progress_bar=false",
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        f"--data.init_args.work_dir={work}",
+        f"--trainer.callbacks.work_dir={work}",
+        f"--model.probe_path={work}/data/probe.safetensors",
+        f"--model.export_path={work}/reminder.safetensors",
+        f"--trainer.default_root_dir={work}",
+        f"--trainer.logger.init_args.save_dir={work}",
+        "--data.init_args.n_train=6",
+        "--data.init_args.n_val=4",
+        "--data.init_args.n_test_harmful=6",
+        "--data.init_args.n_test_benign=6",
+        "--data.init_args.answer_tokens=20",
+        "--trainer.max_epochs=1",
+        "--trainer.callbacks.max_new_tokens=20",
+        "--trainer.enable_progress_bar=false",
     ]
     cli = main(args)
     data = work / "data"
-    splits = {name: {r["id"] for r in read_jsonl(data / f"{name}.jsonl")}
-              for name in ("train_harmful", "train_benign", "val_harmful", "val_benign", "test_harmful", "test_benign")}
+    splits = {
+        name: {r["id"] for r in read_jsonl(data / f"{name}.jsonl")}
+        for name in ("train_harmful", "train_benign", "val_harmful", "val_benign", "test_harmful", "test_benign")
+    }
     everything = [i for ids in splits.values() for i in ids]
     assert len(everything) == len(set(everything))  # no prompt in two splits
     assert len(splits["test_harmful"]) == 6 and len(splits["test_benign"]) == 6

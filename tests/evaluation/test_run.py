@@ -195,3 +195,30 @@ def test_wandb_sample_table_is_logged_offline(tmp_path, monkeypatch):
     assert len(table["data"]) == 4 and "answer" in table["columns"] and "image" in table["columns"]
     image_col = table["columns"].index("image")
     assert table["data"][0][image_col] is not None  # the first fixture sample has an image
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_shards_and_merges_every_sample_once(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "reminder_lightning", "test", "--config", EVAL, f"--model.output_dir={tmp_path}",
+           f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+           "--trainer.devices=2", "--trainer.strategy=ddp", "--data.batch_size=4"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = read_jsonl(tmp_path / "generations.jsonl")
+    assert len(rows) == 24 and len({r["key"] for r in rows}) == 24
+    assert not list(tmp_path.glob("generations.rank*.jsonl"))
+    single = tmp_path / "single"
+    run_eval(single)
+    by_key = {r["key"]: r["text"] for r in read_jsonl(single / "generations.jsonl")}
+    assert all(by_key[r["key"]] == r["text"] for r in rows)  # sharding changes nothing but the speed
+    assert json.loads((tmp_path / "summary.json").read_text())["results"] == json.loads(
+        (single / "summary.json").read_text())["results"]
