@@ -117,7 +117,8 @@ class PeriodicSafetyEval(L.Callback):
             images = [None if s.image is None else decode_image(s.image, s.benchmark, s.id) for s in chunk]
             outputs += generator.generate(images, [s.prompt for s in chunk])
         verdicts = self.judge.judge([s.judge_question for s in samples], [o.text for o in outputs])
-        asr, refusal, gate = AttackSuccessRate(), RefusalRate(), GateRate()
+        local = {"sync_on_compute": False}  # rank zero alone evaluates; the other ranks wait at a barrier
+        asr, refusal, gate = AttackSuccessRate(**local), RefusalRate(**local), GateRate(**local)
         harmful = [i for i, s in enumerate(samples) if s.harmful]
         benign = [i for i, s in enumerate(samples) if not s.harmful]
         gate.update(torch.tensor([o.flagged for o in outputs]))

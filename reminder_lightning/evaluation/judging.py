@@ -57,7 +57,9 @@ def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, An
         cats = sorted({r["category"] for r in bench_rows if r.get("category") is not None})
         harmful = [r for r in bench_rows if r["harmful"]]
         benign = [r for r in bench_rows if not r["harmful"]]
-        gate, p_safe_h, p_safe_b = GateRate(cats), MeanPSafe(), MeanPSafe()
+        # Scored on rank zero over the merged rows: no cross-process sync (the other ranks are not computing).
+        local = {"sync_on_compute": False}
+        gate, p_safe_h, p_safe_b = GateRate(cats, **local), MeanPSafe(**local), MeanPSafe(**local)
         gate.update(
             [bool(r["flagged"]) for r in bench_rows], gate.category_index([r.get("category") for r in bench_rows])
         )
@@ -66,7 +68,7 @@ def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, An
             if values:
                 metric.update(values)
         for judge_name, judged in verdicts.items():
-            asr, refusal = AttackSuccessRate(cats), RefusalRate(cats)
+            asr, refusal = AttackSuccessRate(cats, **local), RefusalRate(cats, **local)
             if harmful:
                 asr.update(
                     [judged[r["key"]]["unsafe"] for r in harmful],

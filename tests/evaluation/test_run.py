@@ -208,9 +208,20 @@ def test_two_process_evaluation_shards_and_merges_every_sample_once(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "reminder_lightning", "test", "--config", EVAL, f"--model.output_dir={tmp_path}",
-           f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-           "--trainer.devices=2", "--trainer.strategy=ddp", "--data.batch_size=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reminder_lightning",
+        "test",
+        "--config",
+        EVAL,
+        f"--model.output_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+        "--data.batch_size=4",
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     rows = read_jsonl(tmp_path / "generations.jsonl")
@@ -220,5 +231,7 @@ def test_two_process_evaluation_shards_and_merges_every_sample_once(tmp_path):
     run_eval(single)
     by_key = {r["key"]: r["text"] for r in read_jsonl(single / "generations.jsonl")}
     assert all(by_key[r["key"]] == r["text"] for r in rows)  # sharding changes nothing but the speed
-    assert json.loads((tmp_path / "summary.json").read_text())["results"] == json.loads(
-        (single / "summary.json").read_text())["results"]
+    assert (
+        json.loads((tmp_path / "summary.json").read_text())["results"]
+        == json.loads((single / "summary.json").read_text())["results"]
+    )
