@@ -32,7 +32,11 @@ class EvaluationCLI(LightningCLI):
             self.model.finalize(self.datamodule.order)
 
 
-EXTRA_COMMANDS = {"probe": "reminder_lightning.commands.probe", "judge": "reminder_lightning.commands.judge"}
+EXTRA_COMMANDS = {
+    "probe": "reminder_lightning.commands.probe",
+    "judge": "reminder_lightning.commands.judge",
+    "attack": "reminder_lightning.commands.attack",
+}
 
 
 def main(args: list[str] | None = None, run: bool = True):

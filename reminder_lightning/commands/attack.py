@@ -1,0 +1,56 @@
+"""``python -m reminder_lightning attack --config configs/attacks/<name>.yaml``: build an attacked benchmark.
+
+Loads a benchmark, lets the attack fit (optimising attacks) and apply itself, and writes the attacked
+samples as a JSONL file in :class:`GenericBenchmark` layout (``id, question, image, category,
+judge_question``) plus their images, ready for ``python -m reminder_lightning test``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reminder_lightning.attacks.base import Attack
+from reminder_lightning.evaluation.benchmarks.base import Benchmark
+
+
+def run_attack(attack: Attack, benchmark: Benchmark, output_dir: str = "runs/attacks") -> Path:
+    """Attack every sample of ``benchmark`` and write ``<output_dir>/<benchmark>+<attack>.jsonl``.
+
+    Args:
+        attack: The attack (``reminder_lightning.attacks...``).
+        benchmark: The harmful prompts to attack.
+        output_dir: Folder for the JSONL file and the images.
+    """
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = benchmark.load()
+    attack.fit(samples, out_dir)
+    attacked = attack.apply(samples, out_dir)
+    name = attacked[0].benchmark if attacked else f"{benchmark.name}+{attack.name}"
+    path = out_dir / f"{name.replace('/', '_')}.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for s in attacked:
+            if isinstance(s.image, bytes):
+                raise ValueError(f"{attack.name} produced image bytes for {s.id}; attacks must write image files.")
+            f.write(
+                json.dumps(
+                    {
+                        "id": s.id,
+                        "question": s.prompt,
+                        "image": s.image,
+                        "category": s.category,
+                        "judge_question": s.judge_question,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    print(f"{len(attacked)} attacked samples written to {path}")
+    return path
+
+
+def main(args: list[str] | None = None) -> Path:
+    from jsonargparse import auto_cli
+
+    return auto_cli(run_attack, args=args, as_positional=False)
