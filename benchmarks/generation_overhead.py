@@ -93,17 +93,10 @@ def build_vlm(preset: str, device: str, dtype: torch.dtype):
     )
 
     from reminder_lightning.vlm.adapter import VLMAdapter
-    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, llava_processor, train_tokenizer
+    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, llama_style_tokenizer, llava_processor
 
     text, vision, image_size = PRESETS[preset]
-    tokenizer = train_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-        add_bos="<s>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-    )
+    tokenizer = llama_style_tokenizer()
     processor = llava_processor(tokenizer, image_size, LLAVA_CHAT_TEMPLATE)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(image_size=image_size, patch_size=14, **vision),

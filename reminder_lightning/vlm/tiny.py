@@ -100,6 +100,20 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, add_bos: s
     return PreTrainedTokenizerFast(tokenizer_object=tok, **token_attrs)
 
 
+def llama_style_tokenizer():
+    """A Llama-style tokenizer (``<s>`` prepended, ``</s>`` EOS, ``<image>`` placeholder), left padding."""
+    tokenizer = train_tokenizer(
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+        add_bos="<s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def llava_processor(tokenizer, image_size: int, chat_template: str):
     """A real ``LlavaProcessor``: PIL CLIP image processing at ``image_size`` px, patch 14, CLS dropped."""
     from transformers import LlavaProcessor
@@ -135,15 +149,7 @@ def build_tiny_llava(seed: int = 0):
         LlavaForConditionalGeneration,
     )
 
-    tokenizer = train_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-        add_bos="<s>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-    )
-    tokenizer.padding_side = "left"
+    tokenizer = llama_style_tokenizer()
     processor = llava_processor(tokenizer, 56, LLAVA_CHAT_TEMPLATE)
     vocab = _padded_vocab(tokenizer)
     config = LlavaConfig(
