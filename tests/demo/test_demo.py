@@ -34,6 +34,7 @@ def test_reduced_demo_runs_end_to_end(tmp_path, monkeypatch):
         "--data.init_args.n_val=4",
         "--data.init_args.n_test_harmful=6",
         "--data.init_args.n_test_benign=6",
+        "--data.init_args.num_examples=8",
         "--data.init_args.answer_tokens=20",
         "--trainer.max_epochs=1",
         "--trainer.callbacks.max_new_tokens=20",
