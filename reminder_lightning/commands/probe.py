@@ -33,6 +33,7 @@ def fit_probe(
     reminder: str | None = None,
     reminder_output: str | None = None,
     num_components: int = 4,
+    layer: int = -1,
     max_per_class: int | None = 256,
     test_fraction: float = 0.25,
     with_images: bool = False,
@@ -52,6 +53,7 @@ def fit_probe(
         reminder: A ``reminder.safetensors`` whose soft prompt is injected for ``position: reminder``.
         reminder_output: Write a copy of ``reminder`` that carries the new probe (and threshold) here.
         num_components: Principal components the logistic head reads (reference: 4).
+        layer: The ``hidden_states`` entry the probe reads (reference: -1, the last layer; 0 = embeddings).
         max_per_class: Prompts per class, drawn with ``seed`` (reference: 256); None = all.
         test_fraction: Held-out share of each class for the reported accuracy and ROC AUC.
         with_images: Include the records' images (the reference fits on text only).
@@ -76,7 +78,7 @@ def fit_probe(
         records = source.load()
         if max_per_class is not None and len(records) > max_per_class:
             records = rng.sample(records, max_per_class)
-        hidden = _states(adapter, records, position, injector, with_images, batch_size, name)
+        hidden = _states(adapter, records, position, injector, with_images, batch_size, name, layer)
         order = rng.sample(range(len(records)), len(records))
         n_test = max(1, round(len(records) * test_fraction))
         if len(records) - n_test < 1:
@@ -87,12 +89,13 @@ def fit_probe(
     train_y = torch.cat([torch.zeros(len(sets["harmful"][0])), torch.ones(len(sets["benign"][0]))])
     test_x = torch.cat([sets["harmful"][1], sets["benign"][1]])
     test_y = torch.cat([torch.zeros(len(sets["harmful"][1])), torch.ones(len(sets["benign"][1]))])
-    probe = SafetyProbe.fit(train_x, train_y, num_components=num_components)
+    probe = SafetyProbe.fit(train_x, train_y, num_components=num_components, layer=layer)
     p_test = probe(test_x)
     report = {
         "model": vlm.name_or_path,
         "position": position,
         "num_components": probe.num_components,
+        "layer": layer,
         "train": {"harmful": len(sets["harmful"][0]), "benign": len(sets["benign"][0])},
         "test": {"harmful": len(sets["harmful"][1]), "benign": len(sets["benign"][1])},
         "train_accuracy": float(((probe(train_x) > 0.5).float() == train_y).float().mean()),
@@ -125,10 +128,19 @@ def fit_probe(
     return report
 
 
-def _states(adapter, records: list[Record], position, injector, with_images, batch_size, name) -> torch.Tensor:
+def _states(
+    adapter, records: list[Record], position, injector, with_images, batch_size, name, layer=-1
+) -> torch.Tensor:
     images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
     return collect_hidden_states(
-        adapter, [r.question for r in records], images, position, injector, batch_size, desc=f"{name} prompts"
+        adapter,
+        [r.question for r in records],
+        images,
+        position,
+        injector,
+        batch_size,
+        desc=f"{name} prompts",
+        layers=layer,
     )
 
 
@@ -136,6 +148,7 @@ def _print_report(report: dict, out: Path) -> None:
     rows = [
         ("position", report["position"]),
         ("components", report["num_components"]),
+        ("layer (hidden_states index)", report["layer"]),
         ("train (harmful / benign)", f"{report['train']['harmful']} / {report['train']['benign']}"),
         ("test (harmful / benign)", f"{report['test']['harmful']} / {report['test']['benign']}"),
         ("held-out accuracy", f"{report['test_accuracy']:.3f}"),

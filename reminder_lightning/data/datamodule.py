@@ -47,7 +47,7 @@ class SaptDataset(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         record = self.records[index]
         rng = random.Random(f"{self.seed}:{epoch}:{index}")
-        prefix, target = prefix_and_target(record, rng, self.settings)
+        prefix, target = prefix_and_target(record, rng, self.settings, self.builder)
         image = load_image(record) if record.image is not None else None
         return encode_example(
             self.builder,

@@ -3,10 +3,12 @@
 * ``on_fit_start``: the undefended model answers the held-out test prompts (cached).
 * ``on_fit_end``: the gate is chosen where it is applied, on hidden states at the last reminder token after
   the first 15, 31, 47 tokens of answers (the reference fits its probe at the prompt end, without any
-  reminder): the SAPT-trained prompt-end probe or probes refitted there, whichever flags most validation
-  harmful checks at a threshold that flags at most ``target_fpr`` of validation benign checks. The chosen
-  probe and threshold go into the module, so the exported ``reminder.safetensors`` carries them. Then the defended model answers the same test prompts, both runs are judged by the keyword judge
-  through the evaluation machinery, and a before/after table, ``summary.md`` and a plot are written.
+  reminder): the SAPT-trained prompt-end probe or probes refitted there (on each of ``refit_layers`` with
+  each of ``refit_components``), whichever flags most validation harmful checks at a threshold that flags
+  at most ``target_fpr`` of validation benign checks. The chosen probe and threshold go into the module, so
+  the exported ``reminder.safetensors`` carries them. Then the defended model answers the same test
+  prompts, both runs are judged by the keyword judge through the evaluation machinery, and a before/after
+  table, ``summary.md`` and a plot are written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DemoEvaluation(L.Callback):
         target_fpr: Share of validation benign *checks* the gate may flag.
         refit_probe: Choose the gate after training (else keep the prompt-end probe and its threshold).
         refit_components: PCA sizes of the probes refitted at the reminder position (candidates).
+        refit_layers: ``hidden_states`` entries the refitted probes may read (candidates; -1 = last layer).
         max_train_per_class: Train answers per class used for refitting (None: all).
         check_points: Check positions per answer used for fitting and scoring (15, 31, 47 with 3).
     """
@@ -44,11 +47,13 @@ class DemoEvaluation(L.Callback):
         target_fpr: float = 0.01,
         refit_probe: bool = True,
         refit_components: list[int] | None = None,
+        refit_layers: list[int] | None = None,
         max_train_per_class: int | None = 64,
         check_points: int = 3,
     ):
         self.work_dir = Path(work_dir)
         self.refit_components = list(refit_components) if refit_components is not None else [4, 16]
+        self.refit_layers = list(refit_layers) if refit_layers is not None else [-1]
         self.max_train_per_class = max_train_per_class
         self.check_points = check_points
         self.max_new_tokens = max_new_tokens
@@ -153,8 +158,8 @@ class DemoEvaluation(L.Callback):
 
     def _refit_probe(self, pl_module) -> None:
         """Choose the gate on validation checks: the SAPT-trained probe as it is, or one refitted at the
-        reminder position with each of ``refit_components``; keep the one with the highest validation TPR at
-        ``target_fpr`` (ties: ROC AUC). The test split plays no part."""
+        reminder position on each of ``refit_layers`` with each of ``refit_components``; keep the one with the
+        highest validation TPR at ``target_fpr`` (ties: ROC AUC). The test split plays no part."""
         from PIL import Image
 
         from reminder_lightning.reminder.detector import SafetyProbe
@@ -163,6 +168,9 @@ class DemoEvaluation(L.Callback):
 
         answers = {row["id"]: row for row in read_jsonl(self.work_dir / "data" / "answers.jsonl")}
         interval = pl_module.hparams.interval
+        layers = sorted(
+            set(self.refit_layers) | ({pl_module.probe.layer_index} if pl_module.probe is not None else set())
+        )
 
         def states(split: str, kind: str, limit: int | None) -> torch.Tensor:
             questions, images, prefixes = [], [], []
@@ -185,6 +193,7 @@ class DemoEvaluation(L.Callback):
                     self.batch_size,
                     desc=f"reminder states ({split} {kind})",
                     prefixes=prefixes,
+                    layers=layers,
                 )
             finally:
                 pl_module.injector.attach()
@@ -197,13 +206,17 @@ class DemoEvaluation(L.Callback):
         candidates = {}
         if pl_module.probe is not None:
             candidates["sapt_probe"] = pl_module.probe.cpu()
-        for m in self.refit_components:
-            candidates[f"refit_m{m}"] = SafetyProbe.fit(
-                torch.cat([h, b]), torch.cat([torch.zeros(len(h)), torch.ones(len(b))]), num_components=m
-            )
+        labels = torch.cat([torch.zeros(len(h)), torch.ones(len(b))])
+        for layer in self.refit_layers:
+            j = layers.index(layer)
+            for m in self.refit_components:
+                candidates[f"refit_layer{layer}_m{m}"] = SafetyProbe.fit(
+                    torch.cat([h[:, j], b[:, j]]), labels, num_components=m, layer=layer
+                )
         scores = {}
         for name, probe in candidates.items():
-            p_h, p_b = probe(vh), probe(vb)
+            j = layers.index(probe.layer_index)
+            p_h, p_b = probe(vh[:, j]), probe(vb[:, j])
             threshold = threshold_for_fpr(p_b, self.target_fpr)
             scores[name] = {
                 "threshold": threshold,

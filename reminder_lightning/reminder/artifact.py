@@ -1,7 +1,8 @@
 """One safetensors file that carries a trained reminder: soft prompt, probe (optional) and metadata.
 
 Tensors: ``soft_prompt`` ``(num_tokens, hidden_size)`` fp32 and, with a probe, ``probe.mean``,
-``probe.components``, ``probe.coef``, ``probe.intercept``. Metadata (strings): ``base_model``,
+``probe.components``, ``probe.coef``, ``probe.intercept``, ``probe.layer`` (files without it read the last
+layer). Metadata (strings): ``base_model``,
 ``family``, ``num_tokens``, ``hidden_size``, ``init_text``, ``interval``, ``threshold``,
 ``package_version``, ``format_version``, and ``config`` (JSON of the resolved training settings).
 """
@@ -64,8 +65,7 @@ def save_reminder(
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"soft_prompt": soft_prompt.detach().float().cpu().contiguous()}
     if probe is not None:
-        for key in _PROBE_KEYS:
-            tensors[f"probe.{key}"] = getattr(probe, key).detach().float().cpu().contiguous()
+        tensors.update(_probe_tensors(probe))
     meta = {
         "package_version": __version__,
         "format_version": FORMAT_VERSION,
@@ -116,9 +116,16 @@ def _probe_from_tensors(tensors: dict[str, torch.Tensor], path: Path) -> SafetyP
     if missing:
         raise ValueError(f"{path} holds no complete probe: missing tensors {missing}.")
     comps = tensors["probe.components"]
-    probe = SafetyProbe(comps.shape[1], comps.shape[0])
-    probe.load_state_dict({k: tensors[f"probe.{k}"] for k in _PROBE_KEYS})
+    layer = int(tensors["probe.layer"]) if "probe.layer" in tensors else -1
+    probe = SafetyProbe(comps.shape[1], comps.shape[0], layer=layer)
+    probe.load_state_dict({k: tensors[f"probe.{k}"] for k in _PROBE_KEYS}, strict=False)
     return probe
+
+
+def _probe_tensors(probe: SafetyProbe) -> dict[str, torch.Tensor]:
+    tensors = {f"probe.{k}": getattr(probe, k).detach().float().cpu().contiguous() for k in _PROBE_KEYS}
+    tensors["probe.layer"] = probe.layer.detach().long().cpu().reshape(())
+    return tensors
 
 
 def save_probe(path: str | Path, probe: SafetyProbe, metadata: dict[str, Any] | None = None) -> Path:
@@ -127,7 +134,7 @@ def save_probe(path: str | Path, probe: SafetyProbe, metadata: dict[str, Any] | 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"probe.{k}": getattr(probe, k).detach().float().cpu().contiguous() for k in _PROBE_KEYS}
+    tensors = _probe_tensors(probe)
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
     save_file(tensors, str(path), metadata=meta)
     return path

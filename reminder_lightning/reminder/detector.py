@@ -1,9 +1,11 @@
 """SafetyProbe: the detector that reads the model's hidden state and says how safe the answer is.
 
 ``P(safe) = sigmoid(coef . (components @ (h - mean)) + intercept)``: centre by a mean, project on the
-top ``m`` principal components, logistic regression. ``h`` is the last-layer hidden state at the last
-reminder token (or at the prompt end, where the reference fits it). All tensors are fp32 buffers, so
-the probe is frozen, moves with the module, and is saved with it.
+top ``m`` principal components, logistic regression. ``h`` is the hidden state of one layer (the reference: the
+last) at the last reminder token (or at the prompt end, where the reference fits it). ``layer`` indexes the
+``hidden_states`` tuple transformers returns (0: the input embeddings, -1: the last layer); a middle layer often
+separates harmful from benign answers better than the last one. All tensors are buffers, so the probe is frozen,
+moves with the module, and is saved with it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ class SafetyProbe(nn.Module):
     Args:
         hidden_size: Width of the hidden states it reads.
         num_components: Principal components used by the logistic head (reference: 4).
+        layer: Which entry of the model's ``hidden_states`` it reads (reference: -1, the last layer).
     """
 
-    def __init__(self, hidden_size: int, num_components: int = 4):
+    def __init__(self, hidden_size: int, num_components: int = 4, layer: int = -1):
         super().__init__()
+        self.register_buffer("layer", torch.tensor(int(layer), dtype=torch.long))
         self.register_buffer("mean", torch.zeros(hidden_size))
         self.register_buffer("components", torch.zeros(num_components, hidden_size))
         self.register_buffer("coef", torch.zeros(num_components))
@@ -34,6 +38,20 @@ class SafetyProbe(nn.Module):
     @property
     def num_components(self) -> int:
         return int(self.components.shape[0])
+
+    @property
+    def layer_index(self) -> int:
+        return int(self.layer)
+
+    def select(self, hidden_states: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+        """The layer this probe reads from a model output's ``hidden_states`` (each ``(B, T, H)``)."""
+        index = self.layer_index
+        if not -len(hidden_states) <= index < len(hidden_states):
+            raise ValueError(
+                f"The probe reads hidden_states[{index}] but the model returns {len(hidden_states)} entries: "
+                "it was fitted on another model."
+            )
+        return hidden_states[index]
 
     def logit(self, hidden: torch.Tensor) -> torch.Tensor:
         """Log-odds of *safe*, shape ``hidden.shape[:-1]``; computed in fp32."""
@@ -52,11 +70,13 @@ class SafetyProbe(nn.Module):
         num_components: int = 4,
         l2: float = 1.0,
         max_iter: int = 200,
+        layer: int = -1,
     ) -> SafetyProbe:
         """Fit on hidden states ``(N, H)`` with labels ``(N,)`` (1 = safe / benign, 0 = harmful).
 
         PCA by SVD of the centred states; logistic regression on the projections by L-BFGS with an L2
-        penalty ``l2 / 2 * ||coef||^2`` on the summed log-loss (scikit-learn's ``C = 1 / l2``).
+        penalty ``l2 / 2 * ||coef||^2`` on the summed log-loss (scikit-learn's ``C = 1 / l2``). ``layer`` records
+        which ``hidden_states`` entry ``hidden`` came from, so the probe reads the same one when applied.
         """
         hidden = hidden.detach().float().cpu()
         y = is_safe.detach().float().cpu().reshape(-1)
@@ -84,7 +104,7 @@ class SafetyProbe(nn.Module):
             return loss
 
         opt.step(closure)
-        probe = cls(h, m)
+        probe = cls(h, m, layer=layer)
         probe.mean.copy_(mean)
         probe.components.copy_(components)
         probe.coef.copy_(coef.detach())

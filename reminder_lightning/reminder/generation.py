@@ -342,8 +342,10 @@ class ReminderGenerator:
             output_hidden_states=True,
             **{cache_key: cache},
         )
-        hidden = out.hidden_states[-1][:, -1]
-        p_safe = self.probe(hidden).float().cpu() if self.probe is not None else torch.full((batch,), float("nan"))
+        if self.probe is not None:
+            p_safe = self.probe(self.probe.select(out.hidden_states)[:, -1]).float().cpu()
+        else:
+            p_safe = torch.full((batch,), float("nan"))
         keep = checking.clone() if cfg.mode == "always" else checking & (p_safe < cfg.threshold)
         for i in range(batch):
             if checking[i]:

@@ -2,7 +2,7 @@
 
 Two places to read: ``prompt_end`` (the last prompt token, as the reference fits its probe) and
 ``reminder`` (the last reminder token after the prompt, with a trained soft prompt injected, where the
-probe is applied at inference). Both use the last layer's hidden state.
+probe is applied at inference). The last layer by default (the reference); ``layers`` picks others.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def collect_hidden_states(
     batch_size: int = 8,
     desc: str = "hidden states",
     prefixes: list[list[int]] | None = None,
+    layers: int | list[int] = -1,
 ) -> torch.Tensor:
-    """Last-layer hidden states ``(N, H)`` (fp32, CPU) at ``position`` for each (image or None, question).
+    """Hidden states (fp32, CPU) at ``position`` for each (image or None, question): ``(N, H)`` for one layer
+    (an index into transformers' ``hidden_states`` tuple, -1 the last), ``(N, len(layers), H)`` for a list.
 
     ``prefixes`` (token ids of a partial answer per prompt) go between the prompt and the reminder, which is
     where the probe reads at generation time: after 15, 31, ... generated tokens.
@@ -60,7 +62,10 @@ def collect_hidden_states(
                 out = adapter.model(**batch, position_ids=position_ids, output_hidden_states=True)
         else:
             out = adapter.model(**batch, position_ids=position_ids, output_hidden_states=True)
-        states.append(out.hidden_states[-1][:, -1].float().cpu())
+        if isinstance(layers, int):
+            states.append(out.hidden_states[layers][:, -1].float().cpu())
+        else:
+            states.append(torch.stack([out.hidden_states[i][:, -1] for i in layers], 1).float().cpu())
     return torch.cat(states)
 
 

@@ -142,7 +142,7 @@ class SafetyReminderModule(L.LightningModule):
         losses = {"lm_loss": lm_loss, "loss": lm_loss}
         if self.probe is not None:
             rows = torch.arange(labels.shape[0], device=labels.device)
-            hidden = out.hidden_states[-1][rows, reminder_index]
+            hidden = self.probe.select(out.hidden_states)[rows, reminder_index]
             logit = self.probe.logit(hidden)
             cls_loss = F.binary_cross_entropy_with_logits(logit, batch["is_safe"].float())
             losses["cls_loss"] = cls_loss

@@ -5,8 +5,10 @@ An example is ``chat prompt (with image) + prefix + reminder + target``:
 * harmful record: ``prefix`` is a random cut of the *harmful* answer, ``target`` the *safe* answer;
 * benign record: ``prefix`` is a random cut of the helpful answer, ``target`` the rest of it.
 
-The prefix is empty with probability ``p_empty_prefix``; otherwise a random character length in
-``[min_prefix_chars, len(answer)]`` is cut back to the last space. Labels are -100 up to and including
+The prefix is empty with probability ``p_empty_prefix``; otherwise (``cut="word"``, the reference) a random
+character length in ``[min_prefix_chars, len(answer)]`` is cut back to the last space, or (``cut="check_points"``)
+the answer's tokens are cut where the generator checks: after ``interval - 1``, ``2 * interval - 1``, ... tokens,
+mid-word if that is where the check falls, so training sees the prefixes the reminder meets at inference. Labels are -100 up to and including
 the last reminder token, so the language-model loss covers the target (and its end-of-answer token)
 only. The loss is ``LM cross-entropy + cls_weight * BCE(probe(h at last reminder token), is_safe)``
 when a probe is given, the LM term alone otherwise.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,18 +39,27 @@ class SaptSettings:
         max_length: Longest token sequence. Image and prompt tokens are never cut: the target is cut
             from its end first (down to ``min_target_tokens``), then the prefix from its end.
         min_target_tokens: Target tokens kept when truncating.
+        cut: ``word`` (reference: a random character length cut back to a space) or ``check_points`` (a
+            token count where the generator checks, see ``interval``).
+        interval: Check interval of the generator, used by ``cut="check_points"`` (match ``model.interval``).
     """
 
     p_empty_prefix: float = 1 / 3
     min_prefix_chars: int = 20
     max_length: int = 1024
     min_target_tokens: int = 8
+    cut: Literal["word", "check_points"] = "word"
+    interval: int = 16
 
     def __post_init__(self):
         if not 0.0 <= self.p_empty_prefix <= 1.0:
             raise ValueError(f"p_empty_prefix must be in [0, 1], got {self.p_empty_prefix}")
         if self.min_prefix_chars < 1 or self.max_length < 2 or self.min_target_tokens < 1:
             raise ValueError("min_prefix_chars, min_target_tokens must be >= 1 and max_length >= 2")
+        if self.cut not in ("word", "check_points"):
+            raise ValueError(f"cut must be 'word' or 'check_points', got {self.cut!r}")
+        if self.interval < 1:
+            raise ValueError(f"interval must be >= 1, got {self.interval}")
 
 
 def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_chars: int = 20) -> str:
@@ -60,17 +72,36 @@ def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_char
     return cut[:space] if space > 0 else ""
 
 
-def prefix_and_target(record: Record, rng: random.Random, settings: SaptSettings) -> tuple[str, str]:
-    """The (prefix, target) pair of one SAPT example drawn from ``record``."""
-    if record.is_safe:
-        prefix = cut_prefix(record.safe_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
-        return prefix, record.safe_answer[len(prefix) :]
-    if not record.harmful_answer:
+def cut_at_check_points(ids: list[int], rng: random.Random, p_empty: float, interval: int) -> int:
+    """How many of the answer's tokens ``ids`` to keep: 0 with probability ``p_empty``, else one of
+    ``interval - 1, 2 * interval - 1, ...`` (each leaving at least one token), where the generator checks."""
+    points = list(range(interval - 1, len(ids), interval))
+    if rng.random() < p_empty or not points:
+        return 0
+    return rng.choice(points)
+
+
+Text = str | list[int]
+
+
+def prefix_and_target(
+    record: Record, rng: random.Random, settings: SaptSettings, builder: PromptBuilder | None = None
+) -> tuple[Text, Text]:
+    """The (prefix, target) pair of one SAPT example drawn from ``record``: strings, or token ids where
+    ``settings.cut == "check_points"`` (which needs ``builder`` to tokenise the answer)."""
+    if not record.is_safe and not record.harmful_answer:
         raise ValueError(
             f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from."
         )
-    prefix = cut_prefix(record.harmful_answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
-    return prefix, record.safe_answer
+    answer = record.safe_answer if record.is_safe else record.harmful_answer
+    if settings.cut == "check_points":
+        if builder is None:
+            raise ValueError("SaptSettings(cut='check_points') cuts tokens: pass the prompt builder.")
+        ids = builder.encode_text(answer)
+        k = cut_at_check_points(ids, rng, settings.p_empty_prefix, settings.interval)
+        return ids[:k], (ids[k:] if record.is_safe else record.safe_answer)
+    prefix = cut_prefix(answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
+    return prefix, (answer[len(prefix) :] if record.is_safe else record.safe_answer)
 
 
 def encode_example(
@@ -78,8 +109,8 @@ def encode_example(
     placeholder_ids: list[int],
     question: str,
     image,
-    prefix: str,
-    target: str,
+    prefix: Text,
+    target: Text,
     is_safe: bool,
     settings: SaptSettings,
     record_id: str = "?",
@@ -88,12 +119,14 @@ def encode_example(
 
     Returns the processor's tensors extended with prefix, reminder placeholders and target, plus
     ``labels`` ``(1, L)``, ``reminder_index`` ``(1,)`` (position of the last reminder token) and
-    ``is_safe`` ``(1,)``.
+    ``is_safe`` ``(1,)``. ``prefix`` and ``target`` are text or token ids.
     """
     encoded = builder.encode_prompt(question, image)
     prompt_len = int(encoded["input_ids"].shape[1])
-    prefix_ids = builder.encode_text(prefix)
-    target_ids = builder.encode_text(target) + builder.end_of_answer_ids()
+    prefix_ids = builder.encode_text(prefix) if isinstance(prefix, str) else list(prefix)
+    target_ids = (
+        builder.encode_text(target) if isinstance(target, str) else list(target)
+    ) + builder.end_of_answer_ids()
     n = len(placeholder_ids)
     budget = settings.max_length - prompt_len - n
     if budget < 1:

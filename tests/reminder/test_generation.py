@@ -150,3 +150,23 @@ def test_safety_reminder_loads_an_artifact_and_defends_a_plain_model(adapters, t
         reminder.generate(adapters["llava"].model, adapters["llava"].processor, None, ["Hi"])
     no_probe = SafetyReminder.load(save_reminder(tmp_path / "np.safetensors", _soft(adapter).weight))
     assert no_probe.config.mode == "always"
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_checks_read_the_probe_layer(adapters, family):
+    adapter = adapters[family]
+    probe = _random_probe(adapter.hidden_size, seed=3)
+    probe.layer.fill_(1)  # the first decoder layer's output, not the last
+    gen = ReminderGenerator(adapter, _soft(adapter), probe)
+    images = _images()[:1]
+    out = gen.generate(images, PROMPTS[:1], mode="gated", threshold=0.0, interval=8, max_new_tokens=9)[0]
+    step, p_safe = out.checks[0]
+    assert step == 7
+    builder = adapter.inputs
+    enc = builder.append_tokens(
+        builder.encode_prompt(PROMPTS[0], images[0]), out.token_ids[:7] + gen.injector.placeholder_ids
+    )
+    with torch.no_grad(), gen.injector:
+        states = adapter.model(**enc, output_hidden_states=True).hidden_states
+    assert p_safe == pytest.approx(float(probe(states[1][0, -1])), abs=1e-4)
+    assert p_safe != pytest.approx(float(probe(states[-1][0, -1])), abs=1e-3)

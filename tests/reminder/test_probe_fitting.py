@@ -72,3 +72,14 @@ def test_probe_command_writes_probe_report_and_artifact(tmp_path, monkeypatch, a
     assert torch.equal(art.soft_prompt, soft) and art.probe is not None
     assert art.threshold == pytest.approx(report["threshold"]) and art.metadata["probe_position"] == "reminder"
     torch.testing.assert_close(art.probe.components, probe.components)
+
+
+def test_layers_list_stacks_the_single_layer_states(adapters, red_image):
+    adapter = adapters["llava"]
+    images = [red_image, None, red_image]
+    stacked = collect_hidden_states(adapter, QUESTIONS, images, "prompt_end", layers=[0, 1, -1])
+    assert stacked.shape == (3, 3, adapter.hidden_size)
+    for j, layer in enumerate([0, 1, -1]):
+        single = collect_hidden_states(adapter, QUESTIONS, images, "prompt_end", layers=layer)
+        torch.testing.assert_close(stacked[:, j], single)
+    assert not torch.allclose(stacked[:, 0], stacked[:, 2])

@@ -77,3 +77,23 @@ def test_artifact_errors_name_the_file(tmp_path):
         load_reminder(tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="probe.mean"):
         load_probe(tmp_path / "x.safetensors")
+
+
+def test_probe_layer_survives_artifacts_and_old_files_read_the_last_layer(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    x, y = _two_clusters(h=16)
+    probe = SafetyProbe.fit(x, y, num_components=3, layer=5)
+    assert probe.layer_index == 5
+    art = load_reminder(save_reminder(tmp_path / "r.safetensors", torch.randn(2, 16), probe))
+    assert art.probe.layer_index == 5
+    assert load_probe(save_probe(tmp_path / "p.safetensors", probe)).layer_index == 5
+    old = {k: v for k, v in load_file(str(tmp_path / "p.safetensors")).items() if k != "probe.layer"}
+    save_file(old, str(tmp_path / "old.safetensors"))  # written before probes had a layer
+    old_probe = load_probe(tmp_path / "old.safetensors")
+    assert old_probe.layer_index == -1
+    torch.testing.assert_close(old_probe(x), probe(x))
+    states = tuple(torch.full((1, 2, 16), float(i)) for i in range(7))
+    assert torch.equal(probe.select(states), states[5])
+    with pytest.raises(ValueError, match="fitted on another model"):
+        probe.select(states[:3])

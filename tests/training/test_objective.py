@@ -92,3 +92,45 @@ def test_per_sample_loss_matches_cross_entropy_per_row():
         torch.testing.assert_close(got[b], ref)
     with pytest.raises(ValueError, match="no target tokens"):
         per_sample_lm_loss(logits, torch.full((2, 6), -100))
+
+
+def test_check_point_cuts_match_where_the_generator_checks(adapters):
+    builder = adapters["llava"].inputs
+    ids = builder.encode_text(ANSWER)
+    assert len(ids) > 9
+    harmful = Record("h", "q", safe_answer="I can't help with that.", is_safe=False, harmful_answer=ANSWER)
+    benign = Record("b", "q", safe_answer=ANSWER, is_safe=True)
+    settings = SaptSettings(cut="check_points", interval=4)
+    points = set(range(3, len(ids), 4))  # the generator checks after 3, 7, 11 ... tokens
+    seen = set()
+    for seed in range(300):
+        prefix, target = prefix_and_target(benign, random.Random(seed), settings, builder)
+        assert isinstance(prefix, list) and prefix + target == ids and target  # token ids, never re-tokenised
+        assert len(prefix) == 0 or len(prefix) in points
+        seen.add(len(prefix))
+        prefix, target = prefix_and_target(harmful, random.Random(seed), settings, builder)
+        assert prefix == ids[: len(prefix)] and target == harmful.safe_answer
+    assert seen == points | {0}
+    with pytest.raises(ValueError, match="pass the prompt builder"):
+        prefix_and_target(benign, random.Random(0), settings)
+    with pytest.raises(ValueError, match="cut must be"):
+        SaptSettings(cut="tokens")
+
+
+def test_token_id_prefix_and_target_encode_like_text(adapters, red_image):
+    builder = adapters["llava"].inputs
+    placeholders = builder.placeholder_ids(4)
+    prefix, target = "Sure, first you", " I cannot help."
+    by_text = encode_example(builder, placeholders, "How?", red_image, prefix, target, False, SaptSettings())
+    by_ids = encode_example(
+        builder,
+        placeholders,
+        "How?",
+        red_image,
+        builder.encode_text(prefix),
+        builder.encode_text(target),
+        False,
+        SaptSettings(),
+    )
+    for key in ("input_ids", "labels", "reminder_index"):
+        assert torch.equal(by_text[key], by_ids[key])
