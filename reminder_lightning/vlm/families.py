@@ -69,6 +69,17 @@ class VLMFamily:
         """
         return text_positions(attention_mask)[:, -num_new:]
 
+    # ------------------------------------------------------------------ differentiable pixels (attacks)
+    def resized_image_size(self, image_processor, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` the image processor resizes a ``height x width`` image to (before any centre crop)."""
+        from reminder_lightning.vlm.pixels import generic_resize_size
+
+        return generic_resize_size(image_processor, height, width)
+
+    def pixel_inputs(self, image_processor, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's image inputs from normalised pixels ``(B, 3, H, W)``: ``pixel_values`` as they are."""
+        return {"pixel_values": pixels}
+
 
 def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """``cumsum(mask) - 1``, with masked slots at 0: ``(B, L)`` long."""
@@ -106,6 +117,17 @@ class Qwen2VLFamily(VLMFamily):
     def decode_positions(self, attention_mask, num_new, state):
         text = text_positions(attention_mask)[:, -num_new:] + state.to(attention_mask.device)
         return text.unsqueeze(0).expand(3, -1, -1)
+
+    def resized_image_size(self, image_processor, height, width):
+        from reminder_lightning.vlm.pixels import qwen2_vl_resize_size
+
+        return qwen2_vl_resize_size(image_processor, height, width)
+
+    def pixel_inputs(self, image_processor, pixels):
+        """Flattened patches (temporal patch duplicated) and ``image_grid_thw``."""
+        from reminder_lightning.vlm.pixels import qwen2_vl_patches
+
+        return qwen2_vl_patches(image_processor, pixels)
 
 
 @register_family
