@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -13,7 +15,57 @@ from reminder_lightning.data.records import decode_image
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.judges.base import Judge
 from reminder_lightning.evaluation.metrics import AttackSuccessRate, GateRate, RefusalRate
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.evaluation.types import EvalSample, Verdict
+
+
+@contextmanager
+def reminder_generator(pl_module, max_new_tokens: int) -> Iterator[Any]:
+    """A :class:`ReminderGenerator` with the module's *current* soft prompt and probe (``gated`` with a probe,
+    else ``always``; the module's ``interval`` and ``threshold``). The module's own injection hooks are
+    detached meanwhile (the generator attaches its own) and its train/eval mode is restored afterwards."""
+    from reminder_lightning.reminder.generation import ReminderGenerationConfig, ReminderGenerator
+
+    hp = pl_module.hparams
+    mode = "gated" if pl_module.probe is not None else "always"
+    config = ReminderGenerationConfig(
+        max_new_tokens=max_new_tokens, interval=hp.interval, threshold=hp.threshold, mode=mode
+    )
+    injector, was_training = pl_module.injector, pl_module.training
+    injector.detach()
+    try:
+        yield ReminderGenerator(pl_module.vlm, pl_module.soft_prompt, pl_module.probe, config)
+    finally:
+        injector.attach()
+        pl_module.train(was_training)
+
+
+def generate_answers(generator, samples: list[EvalSample], batch_size: int) -> list[Any]:
+    """``generator.generate`` over ``samples`` in batches (images decoded from paths or bytes)."""
+    outputs = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        images = [None if s.image is None else decode_image(s.image, s.benchmark, s.id) for s in chunk]
+        outputs += generator.generate(images, [s.prompt for s in chunk])
+    return outputs
+
+
+def safety_scores(samples: list[EvalSample], outputs: list[Any], verdicts: list[Verdict]) -> dict[str, float]:
+    """``gate_rate`` over all samples, ``asr`` over harmful ones (decided verdicts only), ``over_refusal`` over
+    benign ones; a score without samples (or only undecided verdicts) is left out. Computed locally: the
+    callbacks evaluate on rank zero while the other ranks wait at a barrier."""
+    local = {"sync_on_compute": False}
+    asr, refusal, gate = AttackSuccessRate(**local), RefusalRate(**local), GateRate(**local)
+    harmful = [i for i, s in enumerate(samples) if s.harmful]
+    benign = [i for i, s in enumerate(samples) if not s.harmful]
+    gate.update(torch.tensor([o.flagged for o in outputs]))
+    out = {"gate_rate": float(gate.compute()["overall"])}
+    if harmful:
+        asr.update([verdicts[i].unsafe for i in harmful])
+        out["asr"] = float(asr.compute()["overall"])
+    if benign:
+        refusal.update(torch.tensor([verdicts[i].refusal for i in benign]))
+        out["over_refusal"] = float(refusal.compute()["overall"])
+    return {k: v for k, v in out.items() if not math.isnan(v)}
 
 
 class PeriodicSafetyEval(L.Callback):
@@ -91,45 +143,16 @@ class PeriodicSafetyEval(L.Callback):
     # ------------------------------------------------------------------ work
     @torch.no_grad()
     def evaluate(self, pl_module) -> dict[str, float]:
-        from reminder_lightning.reminder.generation import ReminderGenerationConfig, ReminderGenerator
-
-        hp = pl_module.hparams
-        mode = "gated" if pl_module.probe is not None else "always"
-        config = ReminderGenerationConfig(
-            max_new_tokens=self.max_new_tokens, interval=hp.interval, threshold=hp.threshold, mode=mode
-        )
-        injector, was_training = pl_module.injector, pl_module.training
-        injector.detach()  # the generator attaches its own hooks for the same soft prompt
-        try:
-            generator = ReminderGenerator(pl_module.vlm, pl_module.soft_prompt, pl_module.probe, config)
-            metrics: dict[str, float] = {}
+        metrics: dict[str, float] = {}
+        with reminder_generator(pl_module, self.max_new_tokens) as generator:
             for name, samples in self.samples.items():
                 metrics.update(self._evaluate_one(generator, name, samples, pl_module))
-        finally:
-            injector.attach()
-            pl_module.train(was_training)
         return metrics
 
     def _evaluate_one(self, generator, name: str, samples: list[EvalSample], pl_module) -> dict[str, float]:
-        outputs = []
-        for start in range(0, len(samples), self.batch_size):
-            chunk = samples[start : start + self.batch_size]
-            images = [None if s.image is None else decode_image(s.image, s.benchmark, s.id) for s in chunk]
-            outputs += generator.generate(images, [s.prompt for s in chunk])
+        outputs = generate_answers(generator, samples, self.batch_size)
         verdicts = self.judge.judge([s.judge_question for s in samples], [o.text for o in outputs])
-        local = {"sync_on_compute": False}  # rank zero alone evaluates; the other ranks wait at a barrier
-        asr, refusal, gate = AttackSuccessRate(**local), RefusalRate(**local), GateRate(**local)
-        harmful = [i for i, s in enumerate(samples) if s.harmful]
-        benign = [i for i, s in enumerate(samples) if not s.harmful]
-        gate.update(torch.tensor([o.flagged for o in outputs]))
-        out = {f"val/{name}/gate_rate": float(gate.compute()["overall"])}
-        if harmful:
-            asr.update([verdicts[i].unsafe for i in harmful])
-            out[f"val/{name}/asr"] = float(asr.compute()["overall"])
-        if benign:
-            refusal.update(torch.tensor([verdicts[i].refusal for i in benign]))
-            out[f"val/{name}/over_refusal"] = float(refusal.compute()["overall"])
-        out = {k: v for k, v in out.items() if not math.isnan(v)}
+        out = {f"val/{name}/{k}": v for k, v in safety_scores(samples, outputs, verdicts).items()}
         self._log_table(pl_module, name, samples, outputs, verdicts)
         return out
 
