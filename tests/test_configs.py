@@ -7,7 +7,7 @@ import pytest
 from reminder_lightning.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
+JOBS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name != "trainer")
 PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 
 
@@ -23,11 +23,14 @@ def _parse(capsys, *configs: Path, command: str = "fit") -> str:
 
 @pytest.mark.parametrize("config", JOBS, ids=lambda p: p.name)
 def test_job_config_parses_and_is_headed_by_its_command(config, capsys):
+    """Every job config (attacks, evaluation and probe ones included) parses with the command in its header."""
     first = config.read_text().splitlines()[0]
-    assert first.startswith("# python -m reminder_lightning ") and config.name in first
-    command = first.split()[4]
-    printed = _parse(capsys, config, command=command)
-    assert "name_or_path" in printed
+    assert first.startswith("# python -m reminder_lightning ") and str(config.relative_to(REPO)) in first
+    words = first.split()
+    command = words[4]
+    configs = [REPO / words[i + 1] for i, w in enumerate(words) if w == "--config"]
+    printed = _parse(capsys, *configs, command=command)
+    assert "name_or_path" in printed or "class_path: reminder_lightning.attacks.typographic" in printed
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
