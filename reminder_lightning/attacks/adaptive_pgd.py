@@ -104,7 +104,7 @@ class AdaptivePGDModule(PGDImageModule):
             checked = seqs[len(pairs) :]
             rows = torch.arange(len(pairs), len(seqs), device=ce.device)
             index = torch.cat([s["reminder_index"] for s in checked]).to(ce.device)
-            logit = self.probe.logit(out.hidden_states[-1][rows, index])
+            logit = self.probe.logit(self.probe.select(out.hidden_states)[rows, index])
             losses["safe_loss"] = F.softplus(-logit).mean()  # -log P(safe)
             losses["after_loss"] = ce[len(pairs) :].mean()
             p_safe = torch.sigmoid(logit.detach())

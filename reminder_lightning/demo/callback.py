@@ -37,6 +37,8 @@ class DemoEvaluation(L.Callback):
         refit_layers: ``hidden_states`` entries the refitted probes may read (candidates; -1 = last layer).
         max_train_per_class: Train answers per class used for refitting (None: all).
         check_points: Check positions per answer used for fitting and scoring (15, 31, 47 with 3).
+        validate: Also answer the validation prompts with the final reminder and report their ASR,
+            over-refusal and gate rates (``summary.json["validation"]``): the numbers to choose settings by.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class DemoEvaluation(L.Callback):
         refit_layers: list[int] | None = None,
         max_train_per_class: int | None = 64,
         check_points: int = 3,
+        validate: bool = True,
     ):
         self.work_dir = Path(work_dir)
         self.refit_components = list(refit_components) if refit_components is not None else [4, 16]
@@ -60,6 +63,8 @@ class DemoEvaluation(L.Callback):
         self.batch_size = batch_size
         self.target_fpr = target_fpr
         self.refit_probe = refit_probe
+        self.validate = validate
+        self.validation: dict | None = None
         self.results: dict | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -73,28 +78,58 @@ class DemoEvaluation(L.Callback):
         if trainer.is_global_zero:
             if self.refit_probe:
                 self._refit_probe(pl_module)
+            if self.validate:
+                rank_zero_info("Demo: Safety Reminder answers to the validation prompts ...")
+                self._generate(pl_module, "safety_reminder", split="val")
+                self.validation = self._validation_report()
             rank_zero_info("Demo: Safety Reminder answers to the held-out prompts ...")
             self._generate(pl_module, "safety_reminder")
             self.results = self._report(pl_module)
         trainer.strategy.barrier("demo-after")
 
     # ------------------------------------------------------------------ work
-    def _test_samples(self) -> list[dict]:
+    def _samples(self, split: str = "test") -> list[dict]:
         rows = []
         for kind in ("harmful", "benign"):
-            for row in read_jsonl(self.work_dir / "data" / f"test_{kind}.jsonl"):
+            for row in read_jsonl(self.work_dir / "data" / f"{split}_{kind}.jsonl"):
                 rows.append({**row, "harmful": kind == "harmful", "benchmark": f"demo_{kind}"})
         return rows
 
-    def _generate(self, pl_module, defence: str) -> None:
+    def _eval_dir(self, defence: str, split: str = "test") -> Path:
+        return self.work_dir / "eval" / (defence if split == "test" else f"{split}_{defence}")
+
+    def _validation_report(self) -> dict:
+        """ASR, over-refusal, unchanged benign answers and gate rates on the validation split (the numbers
+        settings are chosen by; the held-out split is only reported)."""
+        from reminder_lightning.evaluation.judges.keyword import KeywordJudge
+        from reminder_lightning.evaluation.judging import judge_generations, score
+
+        out_dir = self._eval_dir("safety_reminder", "val")
+        rows = read_jsonl(out_dir / "generations.jsonl")
+        by = {r["benchmark"]: r for r in score(rows, judge_generations(rows, [KeywordJudge()], out_dir))}
+        own = {row["id"]: row["text"] for row in read_jsonl(self.work_dir / "data" / "answers.jsonl")}
+        benign = [r for r in rows if not r["harmful"]]
+        report = {
+            "asr": by["demo_harmful"]["asr"],
+            "over_refusal": by["demo_benign"]["over_refusal"],
+            "benign_unchanged": sum(r["text"].strip() == own[r["id"]] for r in benign) / max(1, len(benign)),
+            "gate_rate_harmful": by["demo_harmful"]["gate_rate"],
+            "gate_rate_benign": by["demo_benign"]["gate_rate"],
+            "n_harmful": by["demo_harmful"]["n"],
+            "n_benign": by["demo_benign"]["n"],
+        }
+        rank_zero_info(f"Demo validation (settings are chosen on these): {report}")
+        return report
+
+    def _generate(self, pl_module, defence: str, split: str = "test") -> None:
         from PIL import Image
         from tqdm.auto import tqdm
 
         from reminder_lightning.reminder.generation import ReminderGenerationConfig, ReminderGenerator
 
-        out_dir = self.work_dir / "eval" / defence
+        out_dir = self._eval_dir(defence, split)
         path = out_dir / "generations.jsonl"
-        samples = self._test_samples()
+        samples = self._samples(split)
         done = {row["key"] for row in read_jsonl(path)} if defence == "none" else set()
         if defence != "none" and path.exists():
             path.unlink()  # the reminder changed: answer again
@@ -122,7 +157,7 @@ class DemoEvaluation(L.Callback):
         try:
             with JsonlAppender(path) as writer:
                 for start in tqdm(
-                    range(0, len(todo), self.batch_size), desc=f"demo eval ({defence})", unit="batch"
+                    range(0, len(todo), self.batch_size), desc=f"demo {split} ({defence})", unit="batch"
                 ):
                     chunk = todo[start : start + self.batch_size]
                     images = [Image.open(s["image"]).convert("RGB") if s.get("image") else None for s in chunk]
@@ -281,16 +316,18 @@ class DemoEvaluation(L.Callback):
             "n_harmful": before["demo_harmful"]["n"],
             "n_benign": before["demo_benign"]["n"],
             "probe": getattr(self, "probe_report", None),
+            "validation": self.validation,
             "interval": pl_module.hparams.interval,
             "num_tokens": pl_module.hparams.num_tokens,
             "judge": "keyword",
         }
         table = _before_after_table(results)
-        print("\n" + table + "\n")
+        print("\n" + table + _validation_line(self.validation) + "\n")
         (self.work_dir / "summary.json").write_text(json.dumps(results, indent=2))
         (self.work_dir / "summary.md").write_text(
             "# Safety Reminder demo: held-out results\n\n"
             + table
+            + _validation_line(self.validation)
             + "\n\n## Per defence\n\n"
             + summary_table(list(before.values()) + list(after.values()))
             + "\n"
@@ -301,6 +338,16 @@ class DemoEvaluation(L.Callback):
 
 def _pct(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _validation_line(v: dict | None) -> str:
+    if not v:
+        return ""
+    return (
+        f"\n\nValidation ({v['n_harmful']} harmful, {v['n_benign']} benign; settings are chosen on these): "
+        f"ASR {_pct(v['asr'])}, over-refusal {_pct(v['over_refusal'])}, benign unchanged "
+        f"{_pct(v['benign_unchanged'])}, gate rate {_pct(v['gate_rate_harmful'])} / {_pct(v['gate_rate_benign'])}."
+    )
 
 
 def _before_after_table(r: dict) -> str:

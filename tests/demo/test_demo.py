@@ -57,10 +57,21 @@ def test_reduced_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert summary["asr_before"] >= 0.5  # SmolLM2-135M is not safety-aligned: it answers harmful requests
     for key in ("asr_after", "over_refusal_before", "over_refusal_after", "benign_unchanged", "gate_rate_benign"):
         assert 0.0 <= summary[key] <= 1.0
+    validation = summary["validation"]  # the defended model also answered the validation prompts
+    assert validation["n_harmful"] == len(splits["val_harmful"]) and validation["n_benign"] == len(
+        splits["val_benign"]
+    )
+    for key in ("asr", "over_refusal", "benign_unchanged", "gate_rate_harmful", "gate_rate_benign"):
+        assert 0.0 <= validation[key] <= 1.0
+    n_val = len(splits["val_harmful"]) + len(splits["val_benign"])
+    assert len(read_jsonl(work / "eval" / "val_safety_reminder" / "generations.jsonl")) == n_val
     assert "| harmful ASR (keyword judge) |" in (work / "summary.md").read_text()
     assert (work / "before_after.png").stat().st_size > 1000
     art = load_reminder(work / "reminder.safetensors")
     assert art.probe is not None and art.threshold == pytest.approx(summary["probe"]["threshold"])
+    chosen = summary["probe"]["chosen"]  # the exported gate is the one chosen on validation, with its layer
+    expected_layer = -1 if chosen == "sapt_probe" else int(chosen.split("_")[1].removeprefix("layer"))
+    assert art.probe.layer_index == expected_layer
     assert art.metadata["base_model"] == "demo:smollm2-llava"
     before = read_jsonl(work / "eval" / "none" / "generations.jsonl")
     assert len(before) == 12 and all(not r["flagged"] for r in before)

@@ -425,3 +425,17 @@ def test_seeded_draw_is_deterministic_and_recorded_in_meta(tmp_path):
     assert chosen[0].meta["selection"] == {"n_per_category": 2, "seed": 1, "limit": 4}
     with pytest.raises(ValueError, match="n_per_category must be >= 1"):
         GenericBenchmark(str(path), n_per_category=0)
+
+
+def test_generic_target_column_reaches_meta_for_optimising_attacks(tmp_path):
+    from reminder_lightning.attacks.pgd import goal_target_pairs
+
+    path = tmp_path / "goals.jsonl"
+    rows = [{"id": "a", "question": "Do A", "target": "Sure, here is A"}, {"id": "b", "question": "Do B"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    samples = GenericBenchmark(str(path)).load()
+    assert samples[0].meta["target"] == "Sure, here is A" and "target" not in samples[1].meta
+    assert goal_target_pairs(samples, "Sure, here is") == [
+        {"goal": "Do A", "target": "Sure, here is A"},
+        {"goal": "Do B", "target": "Sure, here is"},
+    ]

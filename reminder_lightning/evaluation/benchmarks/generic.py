@@ -24,6 +24,8 @@ class BenchmarkFields:
         category: Column of the category (per-category scores and ``n_per_category``).
         judge_question: Column of the request the judge sees; where absent or empty, the question.
         reference: Column of a reference answer (utility benchmarks).
+        target: Column of an attack target string (AdvBench's "Sure, here is ..."), kept as ``meta["target"]``
+            for the optimising attacks (PGD, GCG).
     """
 
     question: str = "question"
@@ -32,6 +34,7 @@ class BenchmarkFields:
     category: str | None = "category"
     judge_question: str | None = "judge_question"
     reference: str | None = "reference"
+    target: str | None = "target"
 
 
 class GenericBenchmark(Benchmark):
@@ -107,7 +110,7 @@ class GenericBenchmark(Benchmark):
                         category=optional_text(row, self.fields.category),
                         harmful=self.harmful,
                         reference=optional_text(row, self.fields.reference),
-                        meta={"source": f"{file} row {i}"},
+                        meta=_meta(f"{file} row {i}", optional_text(row, self.fields.target)),
                     )
                 )
         return samples
@@ -115,10 +118,14 @@ class GenericBenchmark(Benchmark):
     def _check_columns(self, file: Path, rows: list[dict]) -> None:
         """A field mapped away from its default to a column no row has is a typo, not missing data."""
         columns = set().union(*(row.keys() for row in rows)) if rows else set()
-        for field in ("id", "image", "category", "judge_question", "reference"):
+        for field in ("id", "image", "category", "judge_question", "reference", "target"):
             column = getattr(self.fields, field)
             if column is not None and column != getattr(BenchmarkFields, field) and column not in columns:
                 raise ValueError(
                     f"{file}: fields.{field} is '{column}', but no row has that column. Columns present: "
                     f"{sorted(columns)}. Fix: set fields.{field} to an existing column, or null."
                 )
+
+
+def _meta(source: str, target: str | None) -> dict[str, str]:
+    return {"source": source} if target is None else {"source": source, "target": target}
