@@ -36,7 +36,10 @@ class DemoEvaluation(L.Callback):
         refit_components: PCA sizes of the probes refitted at the reminder position (candidates).
         refit_layers: ``hidden_states`` entries the refitted probes may read (candidates; -1 = last layer).
         max_train_per_class: Train answers per class used for refitting (None: all).
-        check_points: Check positions per answer used for fitting and scoring (15, 31, 47 with 3).
+        check_points: Check positions per answer used for fitting and scoring (15, 31, 47 with 3); None: every
+            check the generator makes within ``max_new_tokens`` (15, 31, 47, 63 for 64 tokens).
+        mid_gap_threshold: Place the threshold mid-way (in log-odds) between the highest flagged harmful and
+            the lowest unflagged benign validation score, instead of on that benign score.
         validate: Also answer the validation prompts with the final reminder and report their ASR,
             over-refusal and gate rates (``summary.json["validation"]``): the numbers to choose settings by.
     """
@@ -51,8 +54,9 @@ class DemoEvaluation(L.Callback):
         refit_components: list[int] | None = None,
         refit_layers: list[int] | None = None,
         max_train_per_class: int | None = 64,
-        check_points: int = 3,
+        check_points: int | None = None,
         validate: bool = True,
+        mid_gap_threshold: bool = True,
     ):
         self.work_dir = Path(work_dir)
         self.refit_components = list(refit_components) if refit_components is not None else [4, 16]
@@ -64,6 +68,7 @@ class DemoEvaluation(L.Callback):
         self.target_fpr = target_fpr
         self.refit_probe = refit_probe
         self.validate = validate
+        self.mid_gap_threshold = mid_gap_threshold
         self.validation: dict | None = None
         self.results: dict | None = None
 
@@ -199,7 +204,12 @@ class DemoEvaluation(L.Callback):
 
         from reminder_lightning.reminder.detector import SafetyProbe
         from reminder_lightning.reminder.injection import ReminderInjector
-        from reminder_lightning.reminder.probe_fitting import collect_hidden_states, roc_auc, threshold_for_fpr
+        from reminder_lightning.reminder.probe_fitting import (
+            collect_hidden_states,
+            margin_threshold,
+            roc_auc,
+            threshold_for_fpr,
+        )
 
         answers = {row["id"]: row for row in read_jsonl(self.work_dir / "data" / "answers.jsonl")}
         interval = pl_module.hparams.interval
@@ -211,7 +221,8 @@ class DemoEvaluation(L.Callback):
             questions, images, prefixes = [], [], []
             for row in read_jsonl(self.work_dir / "data" / f"{split}_{kind}.jsonl")[:limit]:
                 tokens = answers[row["id"]]["token_ids"]
-                checks = list(range(interval - 1, len(tokens), interval))[: self.check_points]
+                last = min(len(tokens), self.max_new_tokens)
+                checks = list(range(interval - 1, last, interval))[: self.check_points]
                 for k in checks:  # where the generator checks: after 15, 31, 47 ... tokens
                     questions.append(row["question"])
                     images.append(Image.open(row["image"]).convert("RGB") if row.get("image") else None)
@@ -253,6 +264,8 @@ class DemoEvaluation(L.Callback):
             j = layers.index(probe.layer_index)
             p_h, p_b = probe(vh[:, j]), probe(vb[:, j])
             threshold = threshold_for_fpr(p_b, self.target_fpr)
+            if self.mid_gap_threshold:  # same validation flags, as far from both classes as the data allow
+                threshold = margin_threshold(p_h, p_b, self.target_fpr)
             scores[name] = {
                 "threshold": threshold,
                 "val_check_tpr": float((p_h < threshold).float().mean()),

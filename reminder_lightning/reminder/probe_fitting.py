@@ -87,3 +87,20 @@ def threshold_for_fpr(p_safe_benign: torch.Tensor, target_fpr: float) -> float:
     values = p_safe_benign.float().sort().values
     allowed = int(target_fpr * len(values))  # benign samples that may be flagged
     return float(values[allowed]) if allowed < len(values) else 1.0
+
+
+def margin_threshold(p_safe_harmful: torch.Tensor, p_safe_benign: torch.Tensor, target_fpr: float) -> float:
+    """A threshold with the same validation operating point as :func:`threshold_for_fpr`, placed mid-gap.
+
+    :func:`threshold_for_fpr` returns the *largest* threshold that flags at most ``target_fpr`` of benign samples:
+    it sits on the lowest unflagged benign score, so a new benign sample just below it is flagged. Every
+    threshold between the highest harmful score it flags and that benign score flags the same validation
+    samples; this returns the midpoint of that gap in log-odds, as far from both classes as the data allow.
+    """
+    upper = threshold_for_fpr(p_safe_benign, target_fpr)
+    flagged = p_safe_harmful.float()[p_safe_harmful.float() < upper]
+    if len(flagged) == 0 or upper >= 1.0:
+        return upper
+    eps = 1e-6
+    lo, hi = torch.tensor(float(flagged.max())).clamp(eps, 1 - eps), torch.tensor(upper).clamp(eps, 1 - eps)
+    return float(torch.sigmoid((torch.logit(lo) + torch.logit(hi)) / 2))

@@ -83,3 +83,17 @@ def test_layers_list_stacks_the_single_layer_states(adapters, red_image):
         single = collect_hidden_states(adapter, QUESTIONS, images, "prompt_end", layers=layer)
         torch.testing.assert_close(stacked[:, j], single)
     assert not torch.allclose(stacked[:, 0], stacked[:, 2])
+
+
+def test_margin_threshold_keeps_the_validation_flags_and_sits_mid_gap():
+    from reminder_lightning.reminder.probe_fitting import margin_threshold
+
+    harmful = torch.tensor([0.001, 0.01, 0.1, 0.9])
+    benign = torch.tensor([0.5, 0.8, 0.95, 0.99])
+    upper = threshold_for_fpr(benign, 0.0)
+    mid = margin_threshold(harmful, benign, 0.0)
+    assert upper == pytest.approx(0.5)
+    # logit midpoint of 0.1 (highest flagged harmful) and 0.5 (lowest benign): sigmoid(logit(0.1) / 2) = 0.25
+    assert mid == pytest.approx(0.25, abs=1e-4)
+    assert torch.equal(harmful < mid, harmful < upper) and torch.equal(benign < mid, benign < upper)
+    assert margin_threshold(torch.tensor([0.9]), benign, 0.0) == upper  # nothing flagged: nothing to centre
