@@ -79,3 +79,17 @@ def test_reduced_demo_runs_end_to_end(tmp_path, monkeypatch):
     marker = (data / "ready.json").stat().st_mtime
     cli.datamodule.prepare_data()
     assert (data / "ready.json").stat().st_mtime == marker
+
+    # the demo's attack script on the same run: plain and adaptive PGD images, then defended held-out answers
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_attack", REPO / "scripts" / "demo_attack.py")
+    demo_attack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_attack)
+    attacked = demo_attack.main(["--work-dir", str(work), "--iterations", "2", "--max-new-tokens", "16"])
+    assert set(attacked["results"]) == {"clean", "pgd", "adaptive_pgd"}
+    for scores in attacked["results"].values():
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
+    for run in ("pgd", "adaptive"):
+        assert (work / "attacks" / run / "adversarial.png").exists()
+    assert json.loads((work / "attacks" / "summary.json").read_text())["iterations"] == 2
