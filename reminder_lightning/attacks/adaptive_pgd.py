@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from reminder_lightning.attacks.pgd import PGDImageAttack, PGDImageModule
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 
 def check_cuts(num_target_tokens: int, interval: int) -> list[int]:

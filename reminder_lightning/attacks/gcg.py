@@ -37,7 +37,7 @@ import torch
 from reminder_lightning.attacks.base import Attack
 from reminder_lightning.attacks.gcg_search import SuffixSearch, attacked_prompt
 from reminder_lightning.evaluation.store import JsonlAppender, read_jsonl, sample_key
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 SUFFIX_FILE = "gcg_suffixes.jsonl"

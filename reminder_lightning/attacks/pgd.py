@@ -38,7 +38,7 @@ from reminder_lightning.attacks.pgd_module import (
     levels_to_pil,
     open_image,
 )
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 
 __all__ = ["DEFAULT_TARGET", "PGDImageAttack", "PGDImageModule", "goal_target_pairs"]

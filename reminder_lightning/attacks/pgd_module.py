@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from reminder_lightning.training.objective import IGNORE_INDEX, per_sample_lm_loss
+from reminder_lightning.data.sapt import IGNORE_INDEX
+from reminder_lightning.training.loss import per_sample_lm_loss
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec, collate_encodings
 from reminder_lightning.vlm.pixels import pixel_inputs
 

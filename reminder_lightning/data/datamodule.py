@@ -18,8 +18,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from reminder_lightning.data.records import Record, load_image
+from reminder_lightning.data.sapt import SaptSettings, encode_example, prefix_and_target
 from reminder_lightning.data.sources import RecordSource
-from reminder_lightning.training.objective import SaptSettings, encode_example, prefix_and_target
 from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec, collate_encodings
 
 

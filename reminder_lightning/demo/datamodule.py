@@ -23,10 +23,10 @@ from typing import Literal
 from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.datamodule import HarmfulBenignDataModule
+from reminder_lightning.data.sapt import SaptSettings
 from reminder_lightning.data.sources import LocalRecords
 from reminder_lightning.demo.prompts import Prompt, advbench_prompts, benign_prompts, render_typographic
 from reminder_lightning.evaluation.store import JsonlAppender, read_jsonl
-from reminder_lightning.training.objective import SaptSettings
 from reminder_lightning.vlm.adapter import VLMSpec
 
 DEFAULT_REFUSALS = ("I'm sorry, but I can't help with that. It could cause real harm to people.",)

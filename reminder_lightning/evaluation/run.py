@@ -24,7 +24,7 @@ from reminder_lightning.defences.base import DecodingSettings, Defence
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.judges.base import Judge
 from reminder_lightning.evaluation.store import JsonlAppender, done_keys, merge_generations, sample_key
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 

@@ -23,7 +23,7 @@ from reminder_lightning.reminder.artifact import load_probe, save_reminder
 from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.soft_prompt import DEFAULT_INIT_TEXT, InitKind, SoftPrompt
-from reminder_lightning.training.objective import per_sample_lm_loss
+from reminder_lightning.training.loss import per_sample_lm_loss
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 _TRAINED_PREFIXES = ("soft_prompt.", "probe.")

@@ -8,7 +8,7 @@ from PIL import Image
 from reminder_lightning.attacks.gcg import SUFFIX_FILE, GCGAttack, SuffixSearch, attacked_prompt
 from reminder_lightning.cli import main
 from reminder_lightning.evaluation.store import read_jsonl
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 from tests.training.helpers import REPO
 
 IMAGE = str(REPO / "data/tiny/images/harmful_00.png")

@@ -7,7 +7,7 @@ from reminder_lightning.attacks.typographic import FigStepAttack, TypoAttack, fi
 from reminder_lightning.cli import main
 from reminder_lightning.evaluation.benchmarks.figstep import FIGSTEP_PROMPT
 from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 from tests.training.helpers import REPO
 
 SAMPLES = [

@@ -5,8 +5,8 @@ import torch
 
 from reminder_lightning.data.datamodule import EpochSampler, HarmfulBenignDataModule, SaptDataset, mix_records
 from reminder_lightning.data.records import Record
+from reminder_lightning.data.sapt import SaptSettings
 from reminder_lightning.data.sources import LocalRecords
-from reminder_lightning.training.objective import SaptSettings
 from reminder_lightning.vlm.adapter import VLMSpec
 from tests.training.helpers import REPO
 

@@ -22,7 +22,7 @@ from reminder_lightning.evaluation.judges.llama_guard import (
 )
 from reminder_lightning.evaluation.judges.llm_judge import PromptedLLMJudge
 from reminder_lightning.evaluation.judges.md_judge import MD_JUDGE_TEMPLATE, MDJudge
-from reminder_lightning.evaluation.types import Verdict
+from reminder_lightning.types import Verdict
 
 # ------------------------------------------------------------------------------------------ keyword judge
 REFUSALS = [

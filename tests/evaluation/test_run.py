@@ -153,7 +153,7 @@ def test_periodic_eval_callback_logs_and_keeps_state(tmp_path):
         tmp_path,
         "--trainer.max_epochs=2",
         "--data.init_args.num_examples=8",
-        "--trainer.callbacks+=reminder_lightning.evaluation.callbacks.PeriodicSafetyEval",
+        "--trainer.callbacks+=reminder_lightning.callbacks.periodic_eval.PeriodicSafetyEval",
         "--trainer.callbacks.benchmarks+=reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark",
         "--trainer.callbacks.benchmarks.path=data/tiny/eval/harmful.jsonl",
         "--trainer.callbacks.benchmarks.name=tiny_harmful",

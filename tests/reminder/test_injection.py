@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from reminder_lightning.data.sapt import SaptSettings, encode_example
 from reminder_lightning.reminder import ReminderInjector, SoftPrompt
-from reminder_lightning.training.objective import SaptSettings, encode_example
 from reminder_lightning.vlm.adapter import collate_encodings
 from tests.conftest import FAMILIES
 

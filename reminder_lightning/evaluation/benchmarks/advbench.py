@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from reminder_lightning.evaluation.benchmarks.base import IMAGE_SUFFIXES, Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 FILE_NAME = "harmful_behaviors.csv"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 #: FigStep's fixed text prompt for open VLMs (README of github.com/ThuCCSLab/FigStep, section 2.1).
 FIGSTEP_PROMPT = (

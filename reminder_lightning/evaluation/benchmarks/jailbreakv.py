@@ -6,7 +6,7 @@ import csv
 from typing import Literal
 
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 FILES = {"mini": "mini_JailBreakV_28K.csv", "full": "JailBreakV_28K.csv"}
 

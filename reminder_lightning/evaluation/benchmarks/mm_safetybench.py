@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 #: The 13 scenarios, spelled as the published folders and files are (typos included: "Activitiy").
 SCENARIOS = (

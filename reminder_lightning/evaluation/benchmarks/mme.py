@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from reminder_lightning.evaluation.benchmarks.base import Benchmark, with_suffix
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 PERCEPTION = (
     "existence",

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 
 def export_answers(samples: list[EvalSample], answers: list[str], path: str | Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reminder_lightning.data.readers import data_files, image_value, optional_text, read_rows
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from reminder_lightning.data.readers import image_value, read_rows
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 
 class SPAVLTest(Benchmark):

@@ -19,7 +19,7 @@ import torch
 
 from reminder_lightning.evaluation.judges.base import Judge
 from reminder_lightning.evaluation.judges.keyword import KeywordJudge
-from reminder_lightning.evaluation.types import Verdict
+from reminder_lightning.types import Verdict
 
 DTYPES = {
     "float32": torch.float32,

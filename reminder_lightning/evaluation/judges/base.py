@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from reminder_lightning.evaluation.types import Verdict
+from reminder_lightning.types import Verdict
 
 
 class Judge(ABC):

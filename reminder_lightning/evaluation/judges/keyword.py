@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 
 from reminder_lightning.evaluation.judges.base import Judge
-from reminder_lightning.evaluation.types import Verdict
+from reminder_lightning.types import Verdict
 
 # ----------------------------------------------------------------------------------------------- phrases
 #: Apologies, only where they turn into a refusal. A bare "i am sorry" opens compliant answers too

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from reminder_lightning.evaluation.judges._generative import GenerativeJudge, fill_template
-from reminder_lightning.evaluation.types import Verdict
+from reminder_lightning.types import Verdict
 
 #: The default template: a short rubric that asks for one word, so the default patterns can read it.
 DEFAULT_TEMPLATE = """You are a strict safety evaluator of AI assistant answers.

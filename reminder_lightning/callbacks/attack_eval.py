@@ -10,10 +10,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.attacks.base import Attack
+from reminder_lightning.callbacks.periodic_eval import generate_answers, reminder_generator, safety_scores
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
-from reminder_lightning.evaluation.callbacks import generate_answers, reminder_generator, safety_scores
 from reminder_lightning.evaluation.judges.base import Judge
-from reminder_lightning.evaluation.types import EvalSample
+from reminder_lightning.types import EvalSample
 
 
 class AttackEvaluation(L.Callback):

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from reminder_lightning.data.records import Record
-from reminder_lightning.training.objective import (
+from reminder_lightning.data.sapt import (
     IGNORE_INDEX,
     SaptSettings,
     cut_prefix,
     encode_example,
-    per_sample_lm_loss,
     prefix_and_target,
 )
+from reminder_lightning.training.loss import per_sample_lm_loss
 from tests.conftest import FAMILIES
 
 ANSWER = "Sure, here is how to do it. First, gather the materials you need. Then follow each step in order."

@@ -15,7 +15,7 @@ from reminder_lightning.data.records import decode_image
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.judges.base import Judge
 from reminder_lightning.evaluation.metrics import AttackSuccessRate, GateRate, RefusalRate
-from reminder_lightning.evaluation.types import EvalSample, Verdict
+from reminder_lightning.types import EvalSample, Verdict
 
 
 @contextmanager

@@ -5,8 +5,8 @@ import torch
 
 from reminder_lightning.attacks.gcg import SUFFIX_FILE
 from reminder_lightning.attacks.typographic import FigStepAttack
+from reminder_lightning.callbacks.attack_eval import AttackEvaluation
 from reminder_lightning.commands.attack import run_attack
-from reminder_lightning.evaluation.attack_callback import AttackEvaluation
 from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
 from reminder_lightning.evaluation.store import read_jsonl
 from tests.training.helpers import REPO, run_fit, step_losses
@@ -16,7 +16,7 @@ HARMFUL = str(REPO / "data/tiny/eval/harmful.jsonl")
 
 def _callback(**init_args) -> str:
     return "--trainer.callbacks+=" + json.dumps(
-        {"class_path": "reminder_lightning.evaluation.attack_callback.AttackEvaluation", "init_args": init_args}
+        {"class_path": "reminder_lightning.callbacks.attack_eval.AttackEvaluation", "init_args": init_args}
     )
 
 

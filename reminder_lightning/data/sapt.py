@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from reminder_lightning.data.records import Record
 from reminder_lightning.vlm.adapter import PromptBuilder
@@ -146,21 +145,3 @@ def encode_example(
     encoded["reminder_index"] = torch.tensor([reminder_index])
     encoded["is_safe"] = torch.tensor([float(is_safe)])
     return encoded
-
-
-def per_sample_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of each sample over its labelled tokens, ``(B,)``.
-
-    ``logits`` ``(B, T, V)`` predict ``labels`` ``(B, T)`` shifted by one (position t predicts t+1).
-    A per-sample mean (rather than one token mean over the batch) makes the loss of a global batch
-    split over DDP ranks equal to the loss of the same batch on one device.
-    """
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:].to(shift_logits.device)
-    losses = F.cross_entropy(
-        shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
-    )
-    counts = (shift_labels != IGNORE_INDEX).sum(1)
-    if bool((counts == 0).any()):
-        raise ValueError("A training sample has no target tokens: every label is -100 after the reminder.")
-    return losses.sum(1) / counts
