@@ -7,6 +7,9 @@ into the data module, so each is set once.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from lightning.pytorch.cli import LightningCLI
 
 from reminder_lightning.data.datamodule import HarmfulBenignDataModule
@@ -14,9 +17,45 @@ from reminder_lightning.training.module import SafetyReminderModule
 
 
 class ReminderCLI(LightningCLI):
+    """``fit`` / ``validate``: the model's :class:`ReminderSchedule` is the one home of interval, threshold and gate
+    mode; it is linked into the data module (SAPT's check-point cuts), so the two cannot disagree. Setting the data
+    module's copy directly is refused with a message that says where to set it."""
+
+    def parse_arguments(self, parser, args) -> None:
+        _refuse_data_schedule(sys.argv[1:] if args is None else list(args))
+        super().parse_arguments(parser, args)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.vlm", "data.init_args.vlm")
         parser.link_arguments("model.num_tokens", "data.init_args.num_tokens")
+        parser.link_arguments("model.schedule", "data.init_args.schedule")
+
+
+def _refuse_data_schedule(argv: list[str]) -> None:
+    """Fail when a config file or argument sets ``data.init_args.schedule`` (the link would silently replace it)."""
+    import yaml
+
+    def found(where: str, value) -> None:
+        raise ValueError(
+            f"{where} sets the data module's schedule ({value}), but the schedule has one home: `model.schedule` "
+            "(interval, threshold, mode), which the CLI links into the data module so SAPT cuts prefixes where "
+            "generation checks. Fix: remove it there and set `model.schedule.interval` (etc.) instead."
+        )
+
+    for i, arg in enumerate(argv):
+        name = arg.split("=", 1)[0]
+        if name.startswith(("--data.init_args.schedule", "--data.schedule")):
+            found(f"The argument {arg!r}", argv[i + 1] if "=" not in arg and i + 1 < len(argv) else arg)
+        if name in ("--config", "-c"):
+            path = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+            if path is None or not Path(path).is_file():
+                continue
+            config = yaml.safe_load(Path(path).read_text()) or {}
+            data = config.get("data") if isinstance(config, dict) else None
+            if isinstance(data, dict):
+                value = (data.get("init_args") or {}).get("schedule", data.get("schedule"))
+                if value is not None:
+                    found(f"The config file {path} (data.init_args.schedule)", value)
 
 
 class EvaluationCLI(LightningCLI):
@@ -36,6 +75,7 @@ EXTRA_COMMANDS = {
     "probe": "reminder_lightning.commands.probe",
     "judge": "reminder_lightning.commands.judge",
     "attack": "reminder_lightning.commands.attack",
+    "compare": "reminder_lightning.commands.compare",
 }
 
 
@@ -46,7 +86,6 @@ def main(args: list[str] | None = None, run: bool = True):
     ``validate`` / ``predict`` go to the training CLI.
     """
     import importlib
-    import sys
 
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in EXTRA_COMMANDS:

@@ -62,3 +62,71 @@ class Verdict:
     refusal: bool
     raw: str = ""
     score: float | None = None
+
+
+@dataclass
+class GenerationRecord:
+    """One answered sample as ``generations.jsonl`` stores it: the prompt, the answer and its reminder trace, and
+    the defence and decoding that produced it (they move ASR, so they travel with every row).
+
+    Attributes:
+        key: ``"<benchmark>/<id>"``, what resume, judging and comparison match on.
+        token_ids: The generated token ids (what gate calibration cuts answer prefixes from).
+        flagged / flag_step / checks: the reminder's trace (see ``ReminderOutput``).
+        defence: The defence's description (``Defence.describe()``).
+        decoding: The decoding settings.
+        selection: How the benchmark subsample was drawn.
+    """
+
+    key: str
+    benchmark: str
+    id: str
+    prompt: str
+    judge_question: str
+    category: str | None
+    harmful: bool
+    reference: str | None
+    image: str | None
+    text: str
+    token_ids: list[int]
+    flagged: bool
+    flag_step: int | None
+    checks: list[tuple[int, float]]
+    text_before: str
+    text_after: str
+    finish_reason: str
+    defence: dict[str, Any]
+    decoding: dict[str, Any]
+    selection: Any = None
+
+    @classmethod
+    def from_output(
+        cls, sample: EvalSample, output: Any, defence: dict[str, Any], decoding: dict[str, Any]
+    ) -> GenerationRecord:
+        """The record of ``sample`` answered with ``output`` (a ``ReminderOutput``)."""
+        image = sample.image if isinstance(sample.image, str) else (None if sample.image is None else "<bytes>")
+        return cls(
+            key=f"{sample.benchmark}/{sample.id}",
+            benchmark=sample.benchmark,
+            id=sample.id,
+            prompt=sample.prompt,
+            judge_question=sample.judge_question,
+            category=sample.category,
+            harmful=sample.harmful,
+            reference=sample.reference,
+            image=image,
+            text=output.text,
+            token_ids=list(output.token_ids),
+            flagged=bool(output.flagged),
+            flag_step=output.flag_step,
+            checks=[(int(s), float(p)) for s, p in output.checks],
+            text_before=output.text_before,
+            text_after=output.text_after,
+            finish_reason=output.finish_reason,
+            defence=dict(defence),
+            decoding=dict(decoding),
+            selection=sample.meta.get("selection"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from reminder_lightning.attacks.pgd import PGDImageAttack, PGDImageModule
+from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.types import EvalSample
 
 
 def check_cuts(num_target_tokens: int, interval: int) -> list[int]:
-    """Answer lengths at which the reminder is tried (``interval-1, 2*interval-1, ...``), keeping only those
-    that leave at least one target token after the reminder."""
-    return [c for c in range(interval - 1, num_target_tokens, interval) if c >= 1]
+    """Answer lengths at which the reminder is tried inside a target (the schedule's check points), keeping only
+    those that leave at least one target token after the reminder."""
+    return ReminderSchedule(interval=interval).check_points(num_target_tokens)
 
 
 class AdaptivePGDModule(PGDImageModule):
@@ -80,8 +81,12 @@ class AdaptivePGDModule(PGDImageModule):
                 f"{self.hparams.reminder} is {artifact.soft_prompt.shape[1]} wide but the model's hidden size is "
                 f"{self.vlm.hidden_size}: it was trained for another model."
             )
-        self.interval = int(self.hparams.interval or artifact.interval)
-        self.threshold = float(artifact.threshold if self.hparams.threshold is None else self.hparams.threshold)
+        self.schedule = artifact.schedule.replace(
+            interval=int(self.hparams.interval or artifact.schedule.interval),
+            threshold=artifact.schedule.threshold if self.hparams.threshold is None else self.hparams.threshold,
+            mode=GateMode.gated,
+        )
+        self.interval, self.threshold = self.schedule.interval, self.schedule.threshold
         self.soft_prompt = artifact.soft_prompt_module().to(self.vlm.device).requires_grad_(False)
         self.probe = artifact.probe.to(self.vlm.device).requires_grad_(False)
         self.injector = ReminderInjector(self.vlm.input_embeddings(), self.soft_prompt)  # attached per forward
@@ -117,7 +122,7 @@ class AdaptivePGDModule(PGDImageModule):
     def generator(self):
         from reminder_lightning.reminder.generation import ReminderGenerationConfig, ReminderGenerator
 
-        config = ReminderGenerationConfig(interval=self.interval, threshold=self.threshold, mode="gated")
+        config = ReminderGenerationConfig(schedule=self.schedule)
         return ReminderGenerator(self.vlm, self.soft_prompt, self.probe, config)
 
     def validation_extras(self, outputs) -> None:

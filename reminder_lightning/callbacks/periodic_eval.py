@@ -21,14 +21,14 @@ from reminder_lightning.types import EvalSample, Verdict
 @contextmanager
 def reminder_generator(pl_module, max_new_tokens: int) -> Iterator[Any]:
     """A :class:`ReminderGenerator` with the module's *current* soft prompt and probe (``gated`` with a probe,
-    else ``always``; the module's ``interval`` and ``threshold``). The module's own injection hooks are
+    else ``always``; the module's schedule). The module's own injection hooks are
     detached meanwhile (the generator attaches its own) and its train/eval mode is restored afterwards."""
     from reminder_lightning.reminder.generation import ReminderGenerationConfig, ReminderGenerator
+    from reminder_lightning.reminder.schedule import GateMode
 
-    hp = pl_module.hparams
-    mode = "gated" if pl_module.probe is not None else "always"
+    mode = GateMode.gated if pl_module.probe is not None else GateMode.always
     config = ReminderGenerationConfig(
-        max_new_tokens=max_new_tokens, interval=hp.interval, threshold=hp.threshold, mode=mode
+        max_new_tokens=max_new_tokens, schedule=pl_module.schedule.replace(mode=mode)
     )
     injector, was_training = pl_module.injector, pl_module.training
     injector.detach()
@@ -73,8 +73,8 @@ class PeriodicSafetyEval(L.Callback):
     ``val/<benchmark>/asr``, ``val/<benchmark>/gate_rate`` and ``val/<benchmark>/over_refusal``.
 
     Runs on rank zero (others wait at a barrier); its history is kept in ``state_dict`` so a resumed run
-    goes on from where it was. Works with any module that has ``vlm``, ``soft_prompt``, ``probe`` and the
-    hyper-parameters ``interval`` and ``threshold`` (:class:`SafetyReminderModule`).
+    goes on from where it was. Works with any module that has ``vlm``, ``soft_prompt``, ``probe`` and
+    ``schedule`` (:class:`SafetyReminderModule`).
 
     Args:
         benchmarks: Benchmarks to sample from (their own ``n_per_category`` / ``limit`` / ``seed`` apply).

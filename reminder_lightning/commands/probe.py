@@ -1,10 +1,18 @@
-"""``python -m reminder_lightning probe --config configs/probe_*.yaml``: fit the safety probe.
+"""``python -m reminder_lightning probe --config configs/probe_*.yaml``: fit (and calibrate) the safety probe.
 
-Collects last-layer hidden states for harmful and harmless prompts (at the prompt end, as the reference
-does, or at the reminder position with a trained soft prompt), fits PCA + logistic regression on a
-seeded training split, reports held-out accuracy and ROC AUC, optionally picks the threshold for a target
-false-positive rate on benign prompts, and writes the probe (and, given a reminder artifact, a new artifact
-that carries it).
+Two uses:
+
+* **The reference's probe** (``position: prompt_end``): hidden states at the last prompt token of harmful and
+  harmless prompts, PCA + logistic regression; SAPT's BCE term uses it.
+* **Gate calibration** (``position: reminder``, ``answers: true``, a trained ``reminder``): states at the last
+  reminder token after the first 15, 31, 47, ... tokens of the records' answers (where generation checks), one
+  candidate probe per ``layers`` x ``components``, the one that flags most validation harmful answers at
+  ``target_fpr`` of validation benign answers chosen, its threshold placed by ``threshold_rule``; written into a copy
+  of the reminder artifact (``reminder_output``) with the calibration report as metadata. The same calibration runs
+  after training with the :class:`~reminder_lightning.callbacks.probe_calibration.ProbeCalibration` callback.
+
+Validation records (``validation_harmful`` / ``validation_benign``) are what the choice is made and reported on;
+without them a seeded ``test_fraction`` of each class is held out instead.
 """
 
 from __future__ import annotations
@@ -18,9 +26,16 @@ import torch
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
-from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.calibration import (
+    ThresholdRule,
+    collect_check_states,
+    fit_candidates,
+    sample_scores,
+    select_gate,
+)
 from reminder_lightning.reminder.injection import ReminderInjector
-from reminder_lightning.reminder.probe_fitting import Position, collect_hidden_states, roc_auc, threshold_for_fpr
+from reminder_lightning.reminder.probe_fitting import Position, roc_auc
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 
@@ -32,83 +47,112 @@ def fit_probe(
     position: Position = "prompt_end",
     reminder: str | None = None,
     reminder_output: str | None = None,
-    num_components: int = 4,
-    layer: int = -1,
+    layers: list[int] | None = None,
+    components: list[int] | None = None,
+    answers: bool = False,
+    interval: int | None = None,
+    max_new_tokens: int = 64,
+    validation_harmful: RecordSource | None = None,
+    validation_benign: RecordSource | None = None,
     max_per_class: int | None = 256,
     test_fraction: float = 0.25,
     with_images: bool = False,
     target_fpr: float | None = None,
+    threshold_rule: ThresholdRule = "at_fpr",
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
 ) -> dict:
-    """Fit a safety probe and report how well it separates harmful from harmless prompts.
+    """Fit a safety probe (choosing among candidate layers and PCA sizes on validation) and report how well it
+    separates harmful from harmless answers.
 
     Args:
         vlm: The model whose hidden states the probe reads.
-        harmful: Harmful prompts (label 0, unsafe).
-        benign: Harmless prompts (label 1, safe).
+        harmful: Harmful records (label 0, unsafe); with ``answers``, their ``harmful_answer`` is read.
+        benign: Harmless records (label 1, safe); with ``answers``, their ``safe_answer`` is read.
         output: Probe file to write (safetensors, ``probe.*`` tensors); a JSON report goes beside it.
-        position: ``prompt_end`` (reference) or ``reminder`` (after the trained soft prompt; needs ``reminder``).
+        position: ``prompt_end`` (the reference) or ``reminder`` (after the trained soft prompt; needs ``reminder``).
         reminder: A ``reminder.safetensors`` whose soft prompt is injected for ``position: reminder``.
-        reminder_output: Write a copy of ``reminder`` that carries the new probe (and threshold) here.
-        num_components: Principal components the logistic head reads (reference: 4).
-        layer: The ``hidden_states`` entry the probe reads (reference: -1, the last layer; 0 = embeddings).
-        max_per_class: Prompts per class, drawn with ``seed`` (reference: 256); None = all.
-        test_fraction: Held-out share of each class for the reported accuracy and ROC AUC.
+        reminder_output: Write a copy of ``reminder`` that carries the chosen probe, threshold and report here.
+        layers: Candidate ``hidden_states`` entries (reference: [-1], the last layer; 0 = the embeddings).
+        components: Candidate PCA sizes of the logistic head (reference: [4]).
+        answers: Read at the reminder after the first ``c`` answer tokens for every check point ``c`` (the gate's
+            real position) instead of right after the prompt; needs ``position: reminder``.
+        interval: Check interval for ``answers``; default: the reminder artifact's schedule.
+        max_new_tokens: Decoding budget for ``answers``: checks after fewer tokens than this are read.
+        validation_harmful: Harmful validation records the choice and the report use (else a held-out share).
+        validation_benign: Benign validation records (same).
+        max_per_class: Records per class, drawn with ``seed`` (reference: 256); None = all.
+        test_fraction: Held-out share of each class when no validation records are given.
         with_images: Include the records' images (the reference fits on text only).
-        target_fpr: If set, choose the threshold that flags at most this share of held-out benign prompts.
-        batch_size: Prompts per forward pass.
+        target_fpr: Choose the threshold (and the candidate) for at most this share of benign validation answers
+            flagged; None: keep the artifact's threshold and choose by ROC AUC.
+        threshold_rule: ``at_fpr`` (the largest threshold within ``target_fpr``) or ``mid_gap`` (same validation
+            flags, threshold mid-way in log-odds between the classes).
+        batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if answers and position != "reminder":
+        raise ValueError("answers=true reads at the reminder inside the answer: set position=reminder.")
+    if (validation_harmful is None) != (validation_benign is None):
+        raise ValueError("Give both validation_harmful and validation_benign, or neither.")
+    layers, components = list(layers or [-1]), list(components or [4])
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     adapter = VLMAdapter.load(vlm, device=dev)
     adapter.requires_grad_(False)
-    injector = None
-    artifact = None
+    injector, artifact = None, None
     if reminder is not None:
         artifact = load_reminder(reminder)
         injector = ReminderInjector(adapter.input_embeddings(), artifact.soft_prompt_module().to(adapter.device))
+    schedule = None
+    if answers:
+        base = artifact.schedule if artifact is not None else ReminderSchedule()
+        schedule = base.replace(interval=interval) if interval is not None else base
     rng = random.Random(seed)
-    sets = {}
-    for name, source, label in (("harmful", harmful, 0), ("benign", benign, 1)):
+    sets: dict[str, list[Record]] = {}
+    for name, source in (("harmful", harmful), ("benign", benign)):
         records = source.load()
         if max_per_class is not None and len(records) > max_per_class:
             records = rng.sample(records, max_per_class)
-        hidden = _states(adapter, records, position, injector, with_images, batch_size, name, layer)
-        order = rng.sample(range(len(records)), len(records))
-        n_test = max(1, round(len(records) * test_fraction))
-        if len(records) - n_test < 1:
-            raise ValueError(f"The {name} source gave {len(records)} records: too few to hold out a test split.")
-        test_idx, train_idx = order[:n_test], order[n_test:]
-        sets[name] = (hidden[train_idx], hidden[test_idx], label)
-    train_x = torch.cat([sets["harmful"][0], sets["benign"][0]])
-    train_y = torch.cat([torch.zeros(len(sets["harmful"][0])), torch.ones(len(sets["benign"][0]))])
-    test_x = torch.cat([sets["harmful"][1], sets["benign"][1]])
-    test_y = torch.cat([torch.zeros(len(sets["harmful"][1])), torch.ones(len(sets["benign"][1]))])
-    probe = SafetyProbe.fit(train_x, train_y, num_components=num_components, layer=layer)
-    p_test = probe(test_x)
-    report = {
-        "model": vlm.name_or_path,
-        "position": position,
-        "num_components": probe.num_components,
-        "layer": layer,
-        "train": {"harmful": len(sets["harmful"][0]), "benign": len(sets["benign"][0])},
-        "test": {"harmful": len(sets["harmful"][1]), "benign": len(sets["benign"][1])},
-        "train_accuracy": float(((probe(train_x) > 0.5).float() == train_y).float().mean()),
-        "test_accuracy": float(((p_test > 0.5).float() == test_y).float().mean()),
-        "test_roc_auc": roc_auc(p_test, test_y),
-        "seed": seed,
-    }
+        if validation_harmful is None:
+            order = rng.sample(range(len(records)), len(records))
+            n_test = max(1, round(len(records) * test_fraction))
+            if len(records) - n_test < 1:
+                raise ValueError(
+                    f"The {name} source gave {len(records)} records: too few to hold out a test split."
+                )
+            sets[f"val_{name}"] = [records[i] for i in order[:n_test]]
+            records = [records[i] for i in order[n_test:]]
+        sets[f"train_{name}"] = records
+    if validation_harmful is not None:
+        sets["val_harmful"], sets["val_benign"] = validation_harmful.load(), validation_benign.load()
+
+    def states(name: str):
+        records = sets[name]
+        ids = None
+        if answers:
+            ids = [adapter.inputs.encode_text(_answer(r)) for r in records]
+        images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
+        return collect_check_states(
+            adapter, [r.question for r in records], images, ids, layers, position, injector, schedule, batch_size,
+            desc=f"{name.replace('_', ' ')} states", max_new_tokens=max_new_tokens if answers else None,
+        )  # fmt: skip
+
+    s = {name: states(name) for name in sets}
+    candidates = fit_candidates(s["train_harmful"], s["train_benign"], layers, components)
     if target_fpr is not None:
-        threshold = threshold_for_fpr(p_test[test_y == 1], target_fpr)
-        report["threshold"] = threshold
-        report["target_fpr"] = target_fpr
-        report["test_fpr"] = float((p_test[test_y == 1] < threshold).float().mean())
-        report["test_tpr"] = float((p_test[test_y == 0] < threshold).float().mean())
+        choice = select_gate(candidates, s["val_harmful"], s["val_benign"], target_fpr, threshold_rule)
+        name, probe, calibration = choice.name, choice.probe, choice.report
+    else:  # no operating point asked for: the candidate that ranks validation answers best
+        aucs = {
+            n: roc_auc(*_scored(p, s["val_harmful"], s["val_benign"])) for n, p in candidates.items()
+        }  # fmt: skip
+        name = max(aucs, key=aucs.get)
+        probe, calibration = candidates[name], None
+    report = _report(vlm, position, answers, probe, name, s, calibration, seed)
     out = Path(output)
     meta = {
         k: v for k, v in report.items() if k in ("model", "position", "test_accuracy", "test_roc_auc", "threshold")
@@ -120,44 +164,75 @@ def fit_probe(
             raise ValueError("reminder_output needs reminder: the artifact to copy the probe into.")
         metadata = dict(artifact.metadata)
         metadata.update({"probe_position": position, "probe_test_roc_auc": f"{report['test_roc_auc']:.4f}"})
-        if "threshold" in report:
-            metadata["threshold"] = str(report["threshold"])
+        if calibration is not None:
+            metadata.update(artifact.schedule.replace(threshold=report["threshold"], mode="gated").to_metadata())
+            metadata["gate"] = json.dumps(calibration)
         save_reminder(reminder_output, artifact.soft_prompt, probe, metadata)
         report["reminder_output"] = str(reminder_output)
     _print_report(report, out)
     return report
 
 
-def _states(
-    adapter, records: list[Record], position, injector, with_images, batch_size, name, layer=-1
-) -> torch.Tensor:
-    images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
-    return collect_hidden_states(
-        adapter,
-        [r.question for r in records],
-        images,
-        position,
-        injector,
-        batch_size,
-        desc=f"{name} prompts",
-        layers=layer,
-    )
+def _answer(record: Record) -> str:
+    text = record.safe_answer if record.is_safe else record.harmful_answer
+    if not text:
+        raise ValueError(
+            f"Record {record.id!r} ({record.source}) has no {'safe_answer' if record.is_safe else 'harmful_answer'}; "
+            "answers=true reads the reminder inside the answer. Fix: give every record its answer."
+        )
+    return text
+
+
+def _scored(probe, harmful, benign) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-answer P(safe) and labels (1 = benign) for ROC AUC."""
+    s_h, s_b = sample_scores(probe, harmful), sample_scores(probe, benign)
+    return torch.cat([s_h, s_b]), torch.cat([torch.zeros(len(s_h)), torch.ones(len(s_b))])
+
+
+def _report(vlm, position, answers, probe, name, s, calibration, seed) -> dict:
+    train_x, train_y = _scored(probe, s["train_harmful"], s["train_benign"])
+    test_x, test_y = _scored(probe, s["val_harmful"], s["val_benign"])
+    report = {
+        "model": vlm.name_or_path,
+        "position": position,
+        "answers": answers,
+        "chosen": name,
+        "num_components": probe.num_components,
+        "layer": probe.layer_index,
+        "train": {"harmful": s["train_harmful"].num_samples, "benign": s["train_benign"].num_samples},
+        "test": {"harmful": s["val_harmful"].num_samples, "benign": s["val_benign"].num_samples},
+        "train_accuracy": float(((train_x > 0.5).float() == train_y).float().mean()),
+        "test_accuracy": float(((test_x > 0.5).float() == test_y).float().mean()),
+        "test_roc_auc": roc_auc(test_x, test_y),
+        "seed": seed,
+    }
+    if calibration is not None:
+        report.update(
+            threshold=calibration["threshold"],
+            target_fpr=calibration["target_fpr"],
+            threshold_rule=calibration["threshold_rule"],
+            test_fpr=calibration["val_fpr"],
+            test_tpr=calibration["val_tpr"],
+            calibration=calibration,
+        )
+    return report
 
 
 def _print_report(report: dict, out: Path) -> None:
     rows = [
-        ("position", report["position"]),
+        ("position", report["position"] + (" (answer check points)" if report["answers"] else "")),
+        ("chosen", report["chosen"]),
         ("components", report["num_components"]),
         ("layer (hidden_states index)", report["layer"]),
-        ("train (harmful / benign)", f"{report['train']['harmful']} / {report['train']['benign']}"),
-        ("test (harmful / benign)", f"{report['test']['harmful']} / {report['test']['benign']}"),
-        ("held-out accuracy", f"{report['test_accuracy']:.3f}"),
-        ("held-out ROC AUC", f"{report['test_roc_auc']:.3f}"),
+        ("train answers (harmful / benign)", f"{report['train']['harmful']} / {report['train']['benign']}"),
+        ("validation answers (harmful / benign)", f"{report['test']['harmful']} / {report['test']['benign']}"),
+        ("validation accuracy", f"{report['test_accuracy']:.3f}"),
+        ("validation ROC AUC", f"{report['test_roc_auc']:.3f}"),
     ]
     if "threshold" in report:
         rows += [
-            ("threshold", f"{report['threshold']:.4f}"),
-            ("held-out FPR / TPR", f"{report['test_fpr']:.3f} / {report['test_tpr']:.3f}"),
+            (f"threshold ({report['threshold_rule']})", f"{report['threshold']:.4g}"),
+            ("validation FPR / TPR", f"{report['test_fpr']:.3f} / {report['test_tpr']:.3f}"),
         ]
     width = max(len(k) for k, _ in rows)
     print(f"\nSafety probe for {report['model']}")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sapt import SaptSettings, encode_example, prefix_and_target
 from reminder_lightning.data.sources import RecordSource
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec, collate_encodings
 
 
@@ -33,12 +34,14 @@ class SaptDataset(Dataset):
         placeholder_ids: list[int],
         settings: SaptSettings,
         seed: int = 0,
+        schedule: ReminderSchedule | None = None,
     ):
         self.records = records
         self.builder = builder
         self.placeholder_ids = placeholder_ids
         self.settings = settings
         self.seed = seed
+        self.schedule = schedule or ReminderSchedule()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -47,7 +50,7 @@ class SaptDataset(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         record = self.records[index]
         rng = random.Random(f"{self.seed}:{epoch}:{index}")
-        prefix, target = prefix_and_target(record, rng, self.settings, self.builder)
+        prefix, target = prefix_and_target(record, rng, self.settings, self.builder, self.schedule)
         image = load_image(record) if record.image is not None else None
         return encode_example(
             self.builder,
@@ -134,6 +137,8 @@ class HarmfulBenignDataModule(L.LightningDataModule):
         sapt: Example construction settings (prefix cut, max_length, truncation).
         vlm: The VLM whose processor tokenises the data (linked from ``model.vlm`` by the CLI).
         num_tokens: Reminder length (linked from ``model.num_tokens`` by the CLI).
+        schedule: The reminder's schedule (linked from ``model.schedule`` by the CLI): ``sapt.cut:
+            check_points`` cuts prefixes at its check points.
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class HarmfulBenignDataModule(L.LightningDataModule):
         sapt: SaptSettings | None = None,
         vlm: VLMSpec | None = None,
         num_tokens: int = 4,
+        schedule: ReminderSchedule | None = None,
     ):
         super().__init__()
         if not 0.0 <= harmful_fraction <= 1.0:
@@ -168,6 +174,9 @@ class HarmfulBenignDataModule(L.LightningDataModule):
         self.sapt = SaptSettings(**sapt) if isinstance(sapt, dict) else (sapt or SaptSettings())
         self.vlm = VLMSpec(**vlm) if isinstance(vlm, dict) else (vlm or VLMSpec())
         self.num_tokens = num_tokens
+        self.schedule = (
+            schedule if isinstance(schedule, ReminderSchedule) else ReminderSchedule(**(schedule or {}))
+        )
         self.builder: PromptBuilder | None = None
         self.train_set: SaptDataset | None = None
         self.val_set: SaptDataset | None = None
@@ -191,10 +200,10 @@ class HarmfulBenignDataModule(L.LightningDataModule):
         harmful_train, harmful_val = self._split(harmful, "harmful")
         benign_train, benign_val = self._split(benign, "benign")
         train = mix_records(harmful_train, benign_train, self.num_examples, self.harmful_fraction, self.seed)
-        self.train_set = SaptDataset(train, self.builder, placeholder_ids, self.sapt, self.seed)
+        self.train_set = SaptDataset(train, self.builder, placeholder_ids, self.sapt, self.seed, self.schedule)
         if harmful_val or benign_val:
             val = harmful_val + benign_val
-            self.val_set = SaptDataset(val, self.builder, placeholder_ids, self.sapt, self.seed + 1)
+            self.val_set = SaptDataset(val, self.builder, placeholder_ids, self.sapt, self.seed + 1, self.schedule)
 
     def _split(self, records: list[Record], name: str) -> tuple[list[Record], list[Record]]:
         if self.val_fraction == 0:

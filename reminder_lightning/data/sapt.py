@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 
 from reminder_lightning.data.records import Record
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from reminder_lightning.vlm.adapter import PromptBuilder
 
 IGNORE_INDEX = -100
@@ -39,8 +40,7 @@ class SaptSettings:
             from its end first (down to ``min_target_tokens``), then the prefix from its end.
         min_target_tokens: Target tokens kept when truncating.
         cut: ``word`` (reference: a random character length cut back to a space) or ``check_points`` (a
-            token count where the generator checks, see ``interval``).
-        interval: Check interval of the generator, used by ``cut="check_points"`` (match ``model.interval``).
+            token count where the generator checks: the check points of the model's ``ReminderSchedule``).
     """
 
     p_empty_prefix: float = 1 / 3
@@ -48,7 +48,6 @@ class SaptSettings:
     max_length: int = 1024
     min_target_tokens: int = 8
     cut: Literal["word", "check_points"] = "word"
-    interval: int = 16
 
     def __post_init__(self):
         if not 0.0 <= self.p_empty_prefix <= 1.0:
@@ -57,8 +56,6 @@ class SaptSettings:
             raise ValueError("min_prefix_chars, min_target_tokens must be >= 1 and max_length >= 2")
         if self.cut not in ("word", "check_points"):
             raise ValueError(f"cut must be 'word' or 'check_points', got {self.cut!r}")
-        if self.interval < 1:
-            raise ValueError(f"interval must be >= 1, got {self.interval}")
 
 
 def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_chars: int = 20) -> str:
@@ -71,10 +68,10 @@ def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_char
     return cut[:space] if space > 0 else ""
 
 
-def cut_at_check_points(ids: list[int], rng: random.Random, p_empty: float, interval: int) -> int:
-    """How many of the answer's tokens ``ids`` to keep: 0 with probability ``p_empty``, else one of
-    ``interval - 1, 2 * interval - 1, ...`` (each leaving at least one token), where the generator checks."""
-    points = list(range(interval - 1, len(ids), interval))
+def cut_at_check_points(ids: list[int], rng: random.Random, p_empty: float, schedule: ReminderSchedule) -> int:
+    """How many of the answer's tokens ``ids`` to keep: 0 with probability ``p_empty``, else one of the schedule's
+    check points (``interval - 1, 2 * interval - 1, ...``, each leaving at least one token)."""
+    points = schedule.check_points(len(ids))
     if rng.random() < p_empty or not points:
         return 0
     return rng.choice(points)
@@ -84,10 +81,14 @@ Text = str | list[int]
 
 
 def prefix_and_target(
-    record: Record, rng: random.Random, settings: SaptSettings, builder: PromptBuilder | None = None
+    record: Record,
+    rng: random.Random,
+    settings: SaptSettings,
+    builder: PromptBuilder | None = None,
+    schedule: ReminderSchedule | None = None,
 ) -> tuple[Text, Text]:
     """The (prefix, target) pair of one SAPT example drawn from ``record``: strings, or token ids where
-    ``settings.cut == "check_points"`` (which needs ``builder`` to tokenise the answer)."""
+    ``settings.cut == "check_points"`` (which needs ``builder`` to tokenise the answer and the ``schedule``)."""
     if not record.is_safe and not record.harmful_answer:
         raise ValueError(
             f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from."
@@ -97,7 +98,7 @@ def prefix_and_target(
         if builder is None:
             raise ValueError("SaptSettings(cut='check_points') cuts tokens: pass the prompt builder.")
         ids = builder.encode_text(answer)
-        k = cut_at_check_points(ids, rng, settings.p_empty_prefix, settings.interval)
+        k = cut_at_check_points(ids, rng, settings.p_empty_prefix, schedule or ReminderSchedule())
         return ids[:k], (ids[k:] if record.is_safe else record.safe_answer)
     prefix = cut_prefix(answer, rng, settings.p_empty_prefix, settings.min_prefix_chars)
     return prefix, (answer[len(prefix) :] if record.is_safe else record.safe_answer)

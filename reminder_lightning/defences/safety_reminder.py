@@ -50,5 +50,11 @@ class SafetyReminderDefence(Defence):
         cfg = self.reminder.config if self.reminder is not None else None
         out = {"name": self.name, "artifact": self.artifact}
         if cfg is not None:
-            out.update(mode=cfg.mode, interval=cfg.interval, threshold=cfg.threshold, return_text=cfg.return_text)
+            schedule = cfg.schedule
+            out.update(
+                mode=schedule.mode.value,
+                interval=schedule.interval,
+                threshold=schedule.threshold,
+                return_text=cfg.return_text,
+            )
         return out

@@ -24,7 +24,7 @@ from reminder_lightning.defences.base import DecodingSettings, Defence
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.judges.base import Judge
 from reminder_lightning.evaluation.store import JsonlAppender, done_keys, merge_generations, sample_key
-from reminder_lightning.types import EvalSample
+from reminder_lightning.types import EvalSample, GenerationRecord
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 
@@ -131,31 +131,7 @@ class EvaluationModule(L.LightningModule):
         outputs = self.defence.generate(images, [s.prompt for s in batch], self.decoding)
         described, decoding = self.defence.describe(), self.decoding.as_dict()
         for sample, out in zip(batch, outputs, strict=True):
-            self._writer.write(
-                {
-                    "key": sample_key(sample.benchmark, sample.id),
-                    "benchmark": sample.benchmark,
-                    "id": sample.id,
-                    "prompt": sample.prompt,
-                    "judge_question": sample.judge_question,
-                    "category": sample.category,
-                    "harmful": sample.harmful,
-                    "reference": sample.reference,
-                    "image": sample.image
-                    if isinstance(sample.image, str)
-                    else (None if sample.image is None else "<bytes>"),
-                    "text": out.text,
-                    "flagged": out.flagged,
-                    "flag_step": out.flag_step,
-                    "checks": out.checks,
-                    "text_before": out.text_before,
-                    "text_after": out.text_after,
-                    "finish_reason": out.finish_reason,
-                    "defence": described,
-                    "decoding": decoding,
-                    "selection": sample.meta.get("selection"),
-                }
-            )
+            self._writer.write(GenerationRecord.from_output(sample, out, described, decoding).to_json())
 
     def on_test_epoch_end(self) -> None:
         if self._writer is not None:

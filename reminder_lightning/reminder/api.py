@@ -21,6 +21,8 @@ from reminder_lightning.reminder.generation import (
     ReminderOutput,
     StepEvent,
 )
+from reminder_lightning.reminder.generation.config import SCHEDULE_FIELDS
+from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
 from reminder_lightning.vlm.adapter import VLMAdapter
 
@@ -49,11 +51,17 @@ class SafetyReminder:
 
     @classmethod
     def from_artifact(cls, artifact: ReminderArtifact, **config: Any) -> SafetyReminder:
-        settings = {"interval": artifact.interval, "threshold": artifact.threshold, **config}
-        if artifact.probe is None and "mode" not in config:
-            settings["mode"] = "always"
+        """``config``: decoding fields and schedule fields (``interval``, ``threshold``, ``mode``, ...) that
+        replace the artifact's."""
+        schedule_changes = {k: config.pop(k) for k in SCHEDULE_FIELDS if k in config}
+        if artifact.probe is None and "mode" not in schedule_changes:
+            schedule_changes["mode"] = GateMode.always  # no gate to decide with
+        schedule = ReminderSchedule.from_metadata(artifact.metadata, **schedule_changes)
         return cls(
-            artifact.soft_prompt_module(), artifact.probe, ReminderGenerationConfig(**settings), artifact.metadata
+            artifact.soft_prompt_module(),
+            artifact.probe,
+            ReminderGenerationConfig(**config, schedule=schedule),
+            artifact.metadata,
         )
 
     @classmethod

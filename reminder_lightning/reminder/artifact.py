@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
 
 FORMAT_VERSION = "1"
@@ -36,12 +37,20 @@ class ReminderArtifact:
         return int(self.soft_prompt.shape[0])
 
     @property
+    def schedule(self) -> ReminderSchedule:
+        """The schedule the artifact was exported with (validated: a bad threshold or interval fails here)."""
+        try:
+            return ReminderSchedule.from_metadata(self.metadata)
+        except ValueError as err:
+            raise ValueError(f"{self.metadata.get('path', 'The artifact')}: {err}") from err
+
+    @property
     def interval(self) -> int:
-        return int(self.metadata.get("interval", 16))
+        return self.schedule.interval
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata.get("threshold", 0.2))
+        return self.schedule.threshold
 
     def soft_prompt_module(self) -> SoftPrompt:
         module = SoftPrompt(*self.soft_prompt.shape)

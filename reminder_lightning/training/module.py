@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from reminder_lightning.reminder.artifact import load_probe, save_reminder
 from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import DEFAULT_INIT_TEXT, InitKind, SoftPrompt
 from reminder_lightning.training.loss import per_sample_lm_loss
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
@@ -48,8 +49,9 @@ class SafetyReminderModule(L.LightningModule):
             artifact). With a probe the loss adds ``cls_weight`` x BCE(P(safe) at the last reminder
             token, is_safe); without one it is the LM loss alone.
         cls_weight: Weight (lambda) of the probe's BCE term (reference: 0.05).
-        interval: Check interval in generated tokens, stored in the exported artifact (reference: 16).
-        threshold: P(safe) below which generation is flagged, stored in the artifact (reference: 0.2).
+        schedule: When the reminder is tried and kept at inference (interval, threshold, gate mode; reference:
+            16, 0.2, gated), stored in the exported artifact. The CLI links it into the data module, whose
+            ``sapt.cut: check_points`` cuts prefixes at the same check points.
         optimizer: Optimiser for the soft prompt (default: the reference AdamW).
         gradient_checkpointing: Recompute the frozen model's activations in backward (saves memory on 7B).
         export_path: Where to write ``reminder.safetensors`` at the end of fit; default: the run directory.
@@ -64,8 +66,7 @@ class SafetyReminderModule(L.LightningModule):
         init_seed: int = 0,
         probe_path: str | None = None,
         cls_weight: float = 0.05,
-        interval: int = 16,
-        threshold: float = 0.2,
+        schedule: ReminderSchedule | None = None,
         optimizer: OptimizerCallable = reference_adamw,
         gradient_checkpointing: bool = False,
         export_path: str | None = None,
@@ -75,10 +76,9 @@ class SafetyReminderModule(L.LightningModule):
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         if cls_weight < 0:
             raise ValueError(f"cls_weight must be >= 0, got {cls_weight}")
-        if interval < 1:
-            raise ValueError(f"interval must be >= 1, got {interval}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.schedule = (
+            schedule if isinstance(schedule, ReminderSchedule) else ReminderSchedule(**(schedule or {}))
+        )
         self.save_hyperparameters(ignore=["optimizer"])
         self.vlm_spec = vlm if isinstance(vlm, VLMSpec) else VLMSpec(**vlm)
         self.optimizer_factory = optimizer
@@ -88,6 +88,7 @@ class SafetyReminderModule(L.LightningModule):
         self.probe: SafetyProbe | None = None
         self.injector: ReminderInjector | None = None
         self.exported_path: Path | None = None
+        self.gate_report: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ building
     def configure_model(self) -> None:
@@ -182,6 +183,13 @@ class SafetyReminderModule(L.LightningModule):
         run_dir = self.trainer.log_dir or self.trainer.default_root_dir
         return Path(run_dir) / "reminder.safetensors"
 
+    def set_gate(self, probe: SafetyProbe, threshold: float, report: dict[str, Any]) -> None:
+        """Install a calibrated gate (see :class:`~reminder_lightning.callbacks.probe_calibration.ProbeCalibration`):
+        the exported artifact carries this probe, its threshold (mode ``gated``) and ``report`` as metadata."""
+        self.probe = probe.to(self.device)
+        self.schedule = self.schedule.replace(threshold=threshold, mode=GateMode.gated)
+        self.gate_report = report
+
     def export(self, path: str | Path) -> Path:
         """Write soft prompt, probe and metadata to one safetensors file."""
         hp = self.hparams
@@ -191,11 +199,14 @@ class SafetyReminderModule(L.LightningModule):
             "model_type": self.vlm.inputs.config.model_type,
             "init": hp.init,
             "init_text": hp.init_text,
-            "interval": str(hp.interval),
-            "threshold": str(hp.threshold),
+            **self.schedule.replace(
+                mode=GateMode.gated if self.probe is not None else GateMode.always
+            ).to_metadata(),
             "cls_weight": str(hp.cls_weight),
             "config": json.dumps(_jsonable(dict(hp)), sort_keys=True),
         }
+        if self.gate_report is not None:
+            metadata["gate"] = json.dumps(_jsonable(self.gate_report), sort_keys=True)
         return save_reminder(path, self.soft_prompt.weight, self.probe, metadata)
 
 

@@ -35,7 +35,7 @@ def test_attack_asr_is_logged_during_fit_from_a_set_built_once(tmp_path):
         tmp_path,
         "--trainer.max_epochs=2",
         "--data.init_args.num_examples=4",
-        "--model.interval=4",
+        "--model.schedule.interval=4",
         _callback(
             attack=gcg,
             benchmark={

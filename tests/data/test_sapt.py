@@ -11,6 +11,7 @@ from reminder_lightning.data.sapt import (
     encode_example,
     prefix_and_target,
 )
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from reminder_lightning.training.loss import per_sample_lm_loss
 from tests.conftest import FAMILIES
 
@@ -100,15 +101,15 @@ def test_check_point_cuts_match_where_the_generator_checks(adapters):
     assert len(ids) > 9
     harmful = Record("h", "q", safe_answer="I can't help with that.", is_safe=False, harmful_answer=ANSWER)
     benign = Record("b", "q", safe_answer=ANSWER, is_safe=True)
-    settings = SaptSettings(cut="check_points", interval=4)
+    settings, schedule = SaptSettings(cut="check_points"), ReminderSchedule(interval=4)
     points = set(range(3, len(ids), 4))  # the generator checks after 3, 7, 11 ... tokens
     seen = set()
     for seed in range(300):
-        prefix, target = prefix_and_target(benign, random.Random(seed), settings, builder)
+        prefix, target = prefix_and_target(benign, random.Random(seed), settings, builder, schedule)
         assert isinstance(prefix, list) and prefix + target == ids and target  # token ids, never re-tokenised
         assert len(prefix) == 0 or len(prefix) in points
         seen.add(len(prefix))
-        prefix, target = prefix_and_target(harmful, random.Random(seed), settings, builder)
+        prefix, target = prefix_and_target(harmful, random.Random(seed), settings, builder, schedule)
         assert prefix == ids[: len(prefix)] and target == harmful.safe_answer
     assert seen == points | {0}
     with pytest.raises(ValueError, match="pass the prompt builder"):

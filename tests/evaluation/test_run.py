@@ -159,7 +159,7 @@ def test_periodic_eval_callback_logs_and_keeps_state(tmp_path):
         "--trainer.callbacks.benchmarks.name=tiny_harmful",
         "--trainer.callbacks.max_samples=3",
         "--trainer.callbacks.max_new_tokens=8",
-        "--model.interval=4",
+        "--model.schedule.interval=4",
     )
     asr = step_losses(cli, "val/tiny_harmful/asr")
     gate = step_losses(cli, "val/tiny_harmful/gate_rate")

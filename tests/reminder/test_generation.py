@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 from reminder_lightning.reminder import ReminderGenerator, SafetyProbe, SafetyReminder, SoftPrompt, save_reminder
+from reminder_lightning.reminder.generation import steps
+from reminder_lightning.reminder.schedule import ReminderSchedule
 from tests.conftest import FAMILIES
 
 PROMPTS = ["What is in the image please?", "Hi", "Describe this long picture in detail now"]
@@ -35,7 +37,7 @@ def test_without_flags_tokens_equal_plain_greedy_generate(adapters, family):
     adapter = adapters[family]
     gen = ReminderGenerator(adapter, _soft(adapter), _random_probe(adapter.hidden_size))
     images = _images()
-    enc = gen._encode(images, PROMPTS)
+    enc = steps.encode_batch(adapter, images, PROMPTS)
     with torch.no_grad():
         reference = adapter.model.generate(**enc, max_new_tokens=30, do_sample=False)
     prompt_len = enc["input_ids"].shape[1]
@@ -143,7 +145,7 @@ def test_safety_reminder_loads_an_artifact_and_defends_a_plain_model(adapters, t
         {"interval": 5, "threshold": 1.0, "model_type": "gemma3", "base_model": "tiny:gemma3"},
     )
     reminder = SafetyReminder.load(path)
-    assert reminder.config.interval == 5 and reminder.config.threshold == 1.0 and reminder.config.mode == "gated"
+    assert reminder.config.schedule == ReminderSchedule(interval=5, threshold=1.0, mode="gated")
     out = reminder.generate(adapter.model, adapter.processor, [None], ["Hello"], max_new_tokens=12)[0]
     assert out.flagged and out.flag_step == 4  # threshold 1.0: every P(safe) < 1 flags at the first check
     with pytest.raises(ValueError, match="trained on a 'gemma3'"):

@@ -60,7 +60,7 @@ def test_probe_command_writes_probe_report_and_artifact(tmp_path, monkeypatch, a
             "--position=reminder",
             f"--reminder={reminder}",
             f"--reminder_output={tmp_path / 'with_probe.safetensors'}",
-            "--num_components=3",
+            "--components=[3]",
         ]
     )
     assert report["train"] == {"harmful": 18, "benign": 18} and report["test"] == {"harmful": 6, "benign": 6}

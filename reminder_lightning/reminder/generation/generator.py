@@ -1,0 +1,236 @@
+"""ReminderGenerator: batched generation with the Safety Reminder, usable without Lightning.
+
+Every ``interval`` generated tokens (after 15, 31, 47, ... with the default 16; see
+:class:`~reminder_lightning.reminder.schedule.ReminderSchedule`) the reminder vectors are appended to the
+*existing* KV cache of every sample still being checked, and the probe reads the hidden state at the last
+reminder token. A kept reminder stays in the context and the sample continues from the logits after it; an unkept
+one is masked out and the sample continues from the logits it had before the check. Nothing is recomputed: a check
+costs one forward over ``num_tokens`` positions. Only public APIs are used (``forward`` with a cache, attention
+masks, position ids, logits processors); positions come from the family, so Qwen2-VL's 3-D rotary positions are
+right after the image.
+
+Caveat: on models with sliding-window attention (Gemma 3's local layers), masked reminder slots still take window
+room, so outputs can differ from an unchecked run once a sequence exceeds the window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.generation import steps
+from reminder_lightning.reminder.generation.config import ReminderGenerationConfig, ReminderOutput, StepEvent
+from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.reminder.schedule import GateMode
+from reminder_lightning.reminder.soft_prompt import SoftPrompt
+from reminder_lightning.vlm.adapter import VLMAdapter
+
+
+class ReminderGenerator:
+    """Batched generation with the Safety Reminder.
+
+    Args:
+        adapter: The VLM (see :meth:`VLMAdapter.wrap` for a plain model + processor).
+        soft_prompt: The reminder vectors; None for undefended generation through the same loop (mode ``never``).
+        probe: The safety probe; required for mode ``gated``.
+        config: Default decoding settings and schedule.
+    """
+
+    def __init__(
+        self,
+        adapter: VLMAdapter,
+        soft_prompt: SoftPrompt | None,
+        probe: SafetyProbe | None = None,
+        config: ReminderGenerationConfig | None = None,
+    ):
+        config = config or ReminderGenerationConfig()
+        if soft_prompt is None:
+            config = config.updated(mode=GateMode.never)
+        elif soft_prompt.hidden_size != adapter.hidden_size:
+            raise ValueError(
+                f"The reminder has width {soft_prompt.hidden_size} but the model's hidden size is "
+                f"{adapter.hidden_size}: it was trained for another model."
+            )
+        self.adapter = adapter
+        self.soft_prompt = soft_prompt.to(adapter.device) if soft_prompt is not None else None
+        self.probe = probe.to(adapter.device) if probe is not None else None
+        self.config = config
+        self.injector = (
+            ReminderInjector(adapter.input_embeddings(), self.soft_prompt)
+            if self.soft_prompt is not None
+            else None
+        )
+
+    @property
+    def undefended(self) -> bool:
+        return self.soft_prompt is None
+
+    # ------------------------------------------------------------------ public
+    @torch.no_grad()
+    def generate(self, images: list | None, prompts: list[str], **overrides: Any) -> list[ReminderOutput]:
+        """Generate for a batch of (image or None, prompt); ``overrides`` replace config or schedule fields."""
+        cfg = self._config(overrides)
+        tokens: list[list[int]] = [[] for _ in prompts]
+        run = None
+        for event in self._run(images, prompts, cfg):
+            if isinstance(event, _Run):
+                run = event
+            else:
+                tokens[event.sample].append(event.token_id)
+        return [self._output(i, tokens[i], run, cfg) for i in range(len(prompts))]
+
+    @torch.no_grad()
+    def stream(self, images: list | None, prompts: list[str], **overrides: Any) -> Iterator[StepEvent]:
+        """Yield :class:`StepEvent` text increments as tokens are generated."""
+        cfg = self._config(overrides)
+        decoded: dict[int, list[int]] = {}
+        shown: dict[int, str] = {}
+        for event in self._run(images, prompts, cfg):
+            if isinstance(event, _Run):
+                continue
+            ids = decoded.setdefault(event.sample, [])
+            ids.append(event.token_id)
+            text = self.adapter.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
+                new = ""
+            else:
+                new = text[len(shown.get(event.sample, "")) :]
+                shown[event.sample] = text
+            yield StepEvent(event.sample, event.token_id, new, event.flagged_now)
+
+    # ------------------------------------------------------------------ internals
+    def _config(self, overrides: dict[str, Any]) -> ReminderGenerationConfig:
+        cfg = self.config.updated(**overrides)
+        if self.undefended and cfg.mode is not GateMode.never:
+            raise ValueError("This generator has no reminder (soft_prompt=None): only mode='never' is possible.")
+        if cfg.mode is GateMode.gated and self.probe is None:
+            raise ValueError(
+                "mode='gated' needs a probe; pass one (or a reminder artifact with a probe), or use "
+                "mode='always' / 'never'."
+            )
+        return cfg
+
+    def _run(self, images, prompts, cfg: ReminderGenerationConfig):
+        """The loop; yields a ``_Token`` per generated token of a live sample and, last, the ``_Run``."""
+        model, family = self.adapter.model, self.adapter.family
+        inputs = steps.encode_batch(self.adapter, images, prompts)
+        batch, device = inputs["input_ids"].shape[0], inputs["input_ids"].device
+        cache_key, last_only = steps.forward_kwargs(model)
+        attention = inputs["attention_mask"].clone()
+        history = inputs["input_ids"].clone()  # real tokens only, for logits processors
+        position_ids, pos_state = family.prefill_positions(model, inputs)
+        eos = torch.tensor(steps.eos_ids(self.adapter), device=device).unique()
+        processors = cfg.logits_processors()
+        if cfg.min_new_tokens > 0:
+            from transformers import MinNewTokensLengthLogitsProcessor
+
+            processors.insert(0, MinNewTokensLengthLogitsProcessor(history.shape[1], cfg.min_new_tokens, eos))
+        generator = None
+        if cfg.do_sample and cfg.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        placeholders = torch.tensor(self.injector.placeholder_ids if self.injector else [], device=device)
+        pad = self.adapter.inputs.pad_token_id
+        run = _Run(batch, cfg.output_scores)
+        with self.injector if self.injector is not None else contextlib.nullcontext():
+            out = model(**inputs, position_ids=position_ids, use_cache=True, **last_only)
+            cache, next_logits = steps.get_cache(out), out.logits[:, -1].float()
+            for generated in range(1, cfg.max_new_tokens + 1):
+                scores = processors(history, next_logits)
+                token = steps.pick_tokens(scores, cfg.do_sample, generator)
+                token = torch.where(run.finished.to(device), torch.full_like(token, pad), token)
+                token_ids, finished = token.tolist(), run.finished.tolist()  # one device sync per step
+                for i in range(batch):
+                    if not finished[i]:
+                        if run.scores is not None:
+                            run.scores[i].append(scores[i].cpu())
+                        yield _Token(i, token_ids[i], run.flag_step[i] == generated - 1)
+                newly_done = torch.isin(torch.tensor(token_ids), eos.cpu()) & ~run.finished
+                run.reason_eos |= newly_done
+                run.finished |= newly_done
+                history = torch.cat([history, token[:, None]], dim=1)
+                if bool(run.finished.all()) or generated == cfg.max_new_tokens:
+                    break
+                attention = torch.cat([attention, attention.new_ones(batch, 1)], dim=1)
+                out = model(
+                    input_ids=token[:, None],
+                    attention_mask=attention,
+                    position_ids=family.decode_positions(attention, 1, pos_state),
+                    use_cache=True,
+                    **{cache_key: cache},
+                )
+                cache, next_logits = steps.get_cache(out), out.logits[:, -1].float()
+                if cfg.schedule.is_check(generated):
+                    checking = ~run.finished & (~run.flagged | cfg.schedule.keep_checking_after_flag)
+                    if bool(checking.any()):
+                        after, p_safe, cache = steps.run_check(
+                            model,
+                            family,
+                            cache,
+                            cache_key,
+                            attention,
+                            checking,
+                            placeholders,
+                            pos_state,
+                            self.probe,
+                        )
+                        keep = steps.gate(checking, p_safe, cfg.schedule)
+                        run.record_check(generated, checking, p_safe, keep)
+                        attention = steps.keep_reminder(attention, keep, placeholders.numel())
+                        next_logits = torch.where(keep.to(device)[:, None], after, next_logits)
+        yield run
+
+    def _output(self, i: int, tokens: list[int], run: _Run, cfg: ReminderGenerationConfig) -> ReminderOutput:
+        tok = self.adapter.tokenizer
+        step = run.flag_step[i]
+        before = tokens if step is None else tokens[:step]
+        after = [] if step is None else tokens[step:]
+        text_after = tok.decode(after, skip_special_tokens=True)
+        if cfg.return_text == "after_reminder" and step is not None:
+            text = text_after
+        else:
+            text = tok.decode(tokens, skip_special_tokens=True)
+        return ReminderOutput(
+            text=text,
+            token_ids=tokens,
+            flagged=bool(run.flagged[i]),
+            flag_step=step,
+            checks=run.checks[i],
+            text_before=tok.decode(before, skip_special_tokens=True),
+            text_after=text_after,
+            finish_reason="eos" if run.reason_eos[i] else "length",
+            scores=run.scores[i] if run.scores is not None else None,
+        )
+
+
+@dataclass
+class _Token:
+    sample: int
+    token_id: int
+    flagged_now: bool
+
+
+class _Run:
+    """Per-sample state of one generation run."""
+
+    def __init__(self, batch: int, keep_scores: bool):
+        self.finished = torch.zeros(batch, dtype=torch.bool)
+        self.reason_eos = torch.zeros(batch, dtype=torch.bool)
+        self.flagged = torch.zeros(batch, dtype=torch.bool)
+        self.flag_step: list[int | None] = [None] * batch
+        self.checks: list[list[tuple[int, float]]] = [[] for _ in range(batch)]
+        self.scores: list[list[torch.Tensor]] | None = [[] for _ in range(batch)] if keep_scores else None
+
+    def record_check(
+        self, generated: int, checking: torch.Tensor, p_safe: torch.Tensor, keep: torch.Tensor
+    ) -> None:
+        for i in range(len(self.checks)):
+            if checking[i]:
+                self.checks[i].append((generated, float(p_safe[i])))
+            if keep[i] and not self.flagged[i]:
+                self.flagged[i] = True
+                self.flag_step[i] = generated

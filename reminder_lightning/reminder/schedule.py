@@ -1,0 +1,98 @@
+"""ReminderSchedule: the one home of the method's settings (interval, threshold, gate mode) and its check points.
+
+The reminder is tried after ``interval - 1``, ``2 * interval - 1``, ... generated tokens (15, 31, 47, ... with the
+reference's 16). Training cuts prefixes there (``data.sapt.cut: check_points``), gated generation checks there,
+gate calibration reads hidden states there, and the adaptive attack attacks there: all of them ask this class,
+so the schedule is written once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+from typing import Any
+
+
+class GateMode(str, Enum):
+    """What a check does with the reminder.
+
+    * ``gated``: the probe decides; the reminder is kept when P(safe) < threshold.
+    * ``always``: every check keeps the reminder (no probe needed).
+    * ``never``: no checks at all (undefended decoding through the same loop).
+    """
+
+    # Lower-case member names: YAML and the command line spell them as users do (``mode: gated``).
+    gated = "gated"
+    always = "always"
+    never = "never"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ReminderSchedule:
+    """When the reminder is tried and when it is kept.
+
+    Args:
+        interval: Check after every ``interval`` generated tokens (after ``interval - 1``, ``2 * interval - 1``, ...;
+            reference: 16).
+        threshold: Keep the reminder when P(safe) < threshold (``gated``; reference: 0.2). A finite value in [0, 1].
+        mode: ``gated``, ``always`` or ``never`` (see :class:`GateMode`).
+        keep_checking_after_flag: Keep checking (and possibly keep more reminders) after the first kept one.
+    """
+
+    interval: int = 16
+    threshold: float = 0.2
+    mode: GateMode = GateMode.gated
+    keep_checking_after_flag: bool = False
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "mode", GateMode(self.mode))
+        except ValueError as err:
+            raise ValueError(
+                f"ReminderSchedule.mode must be one of {[m.value for m in GateMode]}, got {self.mode!r}."
+            ) from err
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
+            raise ValueError(f"ReminderSchedule.interval must be an integer >= 1, got {self.interval!r}.")
+        threshold = float(self.threshold)
+        if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(
+                f"ReminderSchedule.threshold must be a finite number in [0, 1] (P(safe) below it is flagged), "
+                f"got {self.threshold!r}."
+            )
+        object.__setattr__(self, "threshold", threshold)
+
+    def is_check(self, generated: int) -> bool:
+        """Whether a check follows the ``generated``-th token (1-based count)."""
+        return self.mode is not GateMode.never and generated >= 1 and (generated + 1) % self.interval == 0
+
+    def check_points(self, length: int) -> list[int]:
+        """Token counts ``c < length`` after which the reminder is tried (``c >= 1``): where a check inside an
+        answer of ``length`` tokens leaves at least one token after it. Independent of ``mode``."""
+        return [c for c in range(self.interval - 1, length, self.interval) if c >= 1]
+
+    def replace(self, **changes: Any) -> ReminderSchedule:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
+    def to_metadata(self) -> dict[str, str]:
+        """String metadata for a safetensors artifact."""
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], **overrides: Any) -> ReminderSchedule:
+        """Read the fields an artifact stores (missing ones take the defaults), then apply ``overrides``."""
+        values: dict[str, Any] = {}
+        if "interval" in metadata:
+            values["interval"] = int(metadata["interval"])
+        if "threshold" in metadata:
+            values["threshold"] = float(metadata["threshold"])
+        if "mode" in metadata:
+            values["mode"] = metadata["mode"]
+        if "keep_checking_after_flag" in metadata:
+            values["keep_checking_after_flag"] = metadata["keep_checking_after_flag"] == "True"
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
