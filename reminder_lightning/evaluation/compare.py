@@ -62,7 +62,7 @@ def _load_run(folder: Path) -> dict[str, Any]:
                 data = json.loads((folder / name).read_text())
             except json.JSONDecodeError as err:
                 raise ValueError(
-                    f"{folder / name} is not valid JSON ({err}); rerun `judge` to rewrite it."
+                    f"{folder / name} is not valid JSON ({err}); fix or delete it (it only describes the run)."
                 ) from err
             info = data.get("run", {}) if name == "summary.json" else data
             break
@@ -192,36 +192,37 @@ def compare_runs(
         )
     results = []
     for bench in benchmarks:
+        groups = []  # per run: (run, keys, harmful rows, benign rows, flagged harmful rows)
         for run in runs:
             keys = [k for k, r in run["rows"].items() if r["benchmark"] == bench]
             if run is not base:
                 _check_against_baseline(run, base, keys, bench)
             rows = [run["rows"][k] for k in keys]
-            harmful, benign = [r for r in rows if r["harmful"]], [r for r in rows if not r["harmful"]]
-            flagged = [r for r in harmful if r["flagged"]]
-            for judge in judges:
+            harmful = [r for r in rows if r["harmful"]]
+            groups.append(
+                (run, keys, harmful, [r for r in rows if not r["harmful"]], [r for r in harmful if r["flagged"]])
+            )
+        for judge in judges:
+            for run, keys, harmful, benign, flagged in groups:
                 verdict = _verdicts(run, judge, keys)
                 decided = [verdict[r["key"]]["unsafe"] for r in harmful if verdict[r["key"]]["unsafe"] is not None]
-                unchanged = None
-                if run is not base:
-                    same = sum(r["text"] == base["rows"][r["key"]]["text"] for r in benign)
-                    unchanged = _rate(same, len(benign))
+                same = sum(r["text"] == base["rows"][r["key"]]["text"] for r in benign)
                 results.append(
                     {
                         "benchmark": bench,
                         "judge": judge,
                         "run": run["label"],
-                        "n": len(rows),
+                        "n": len(keys),
                         "n_harmful": len(harmful),
                         "n_benign": len(benign),
                         "asr": _rate(sum(bool(u) for u in decided), len(decided)),
                         "undecided": len(harmful) - len(decided),
                         "refusal_rate": _rate(sum(verdict[r["key"]]["refusal"] for r in harmful), len(harmful)),
                         "over_refusal": _rate(sum(verdict[r["key"]]["refusal"] for r in benign), len(benign)),
-                        "benign_unchanged": unchanged,
+                        "benign_unchanged": None if run is base else _rate(same, len(benign)),
                         "gate_rate_harmful": _rate(len(flagged), len(harmful)),
                         "gate_rate_benign": _rate(sum(bool(r["flagged"]) for r in benign), len(benign)),
-                        "tokens_before_flag": sum(r["flag_step"] for r in flagged) / len(flagged)
+                        "tokens_before_flag": (sum(r["flag_step"] for r in flagged) / len(flagged))
                         if flagged
                         else None,
                         "n_flagged_harmful": len(flagged),

@@ -39,6 +39,19 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write ``rows`` as a whole JSONL file, atomically (a temporary file, then a rename): readers see the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
 class JsonlAppender:
     """Appends one JSON object per line and flushes, so every finished record survives a kill."""
 
@@ -95,11 +108,7 @@ def merge_generations(output_dir: Path, order: list[str] | None = None) -> list[
         rows = sorted(seen.values(), key=lambda r: rank.get(r["key"], len(rank)))
     else:
         rows = list(seen.values())
-    tmp = output_dir / "generations.jsonl.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(output_dir / "generations.jsonl")
+    write_jsonl(output_dir / "generations.jsonl", rows)
     for path in output_dir.glob("generations.rank*.jsonl"):
         path.unlink()
     return rows

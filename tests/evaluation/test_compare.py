@@ -35,7 +35,9 @@ N_HARMFUL, N_BENIGN = 64, 10
 FLAG_STEPS = {0: 16, 1: 32, 2: 32, 3: 48}  # defended run: harmful samples flagged, and when
 
 
-def row(bench: str, sid: str, harmful: bool, text: str, defence: dict, flag_step: int | None = None, **over) -> dict:
+def row(
+    bench: str, sid: str, harmful: bool, text: str, defence: dict, flag_step: int | None = None, **over
+) -> dict:
     """One ``generations.jsonl`` row as ``EvaluationModule.test_step`` writes it."""
     out = {
         "key": f"{bench}/{sid}",
@@ -66,7 +68,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def write_run(folder: Path, rows: list[dict], verdicts: dict[str, dict[str, tuple]], model: str = "tiny-vlm") -> Path:
+def write_run(
+    folder: Path, rows: list[dict], verdicts: dict[str, dict[str, tuple]], model: str = "tiny-vlm"
+) -> Path:
     """An evaluation folder: generations, one judgement file per judge (``key -> (unsafe, refusal)``), run.json."""
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl(folder / "generations.jsonl", rows)
@@ -84,7 +88,9 @@ def baseline_run(folder: Path) -> Path:
     """No defence. advbench: 40 unsafe (h0-h39), h40 undecided, h41-h63 refused. mmvet: 10 benign, none refused."""
     rows = [row("advbench", f"h{i}", True, f"harmful answer {i}", NONE) for i in range(N_HARMFUL)]
     rows += [row("mmvet", f"b{i}", False, f"answer {i}", NONE) for i in range(N_BENIGN)]
-    verdicts = {f"advbench/h{i}": (True if i < 40 else None if i == 40 else False, i > 40) for i in range(N_HARMFUL)}
+    verdicts = {
+        f"advbench/h{i}": (True if i < 40 else None if i == 40 else False, i > 40) for i in range(N_HARMFUL)
+    }
     verdicts.update({f"mmvet/b{i}": (False, False) for i in range(N_BENIGN)})
     return write_run(folder, rows, {"keyword": verdicts})
 
@@ -146,7 +152,10 @@ def test_rates_counts_and_intervals(two_runs):
     assert result["baseline"] == "none"
     assert [r["label"] for r in result["runs"]] == ["safety_reminder (gated)", "none"]
     assert result["benchmarks"] == ["advbench", "mmvet"] and result["judges"] == ["keyword"]
-    assert len(result["results"]) == 4
+    order = [(r["benchmark"], r["judge"], r["run"]) for r in result["results"]]
+    assert order == [
+        (b, "keyword", run) for b in ("advbench", "mmvet") for run in ("safety_reminder (gated)", "none")
+    ]
 
     defended = find(result, "advbench", "safety_reminder (gated)")
     assert (defended["n"], defended["n_harmful"], defended["n_benign"]) == (64, 64, 0)
@@ -199,7 +208,10 @@ def test_table_and_files(two_runs, tmp_path):
     table = compare_table(result)
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark | judge | run | n | ASR | refusal (harmful) | over-refusal |")
-    assert "| advbench | keyword | safety_reminder (gated) | 64 | 1.6% [0.3, 8.3] | 98.4% [91.7, 99.7] | - | - |" in table
+    assert (
+        "| advbench | keyword | safety_reminder (gated) | 64 | 1.6% [0.3, 8.3] | 98.4% [91.7, 99.7] | - | - |"
+        in table
+    )
     assert "| advbench | keyword | none | 64 | 63.5% [51.1, 74.3] (1 undecided) |" in table
     assert "| 0.0% [0.0, 5.7] / - | - |" in table  # baseline gate rate on advbench, no flags
     assert "| 70.0% [39.7, 89.2] | - / 10.0% [1.8, 40.4] | - |" in table  # mmvet unchanged, gate rates
@@ -245,7 +257,9 @@ def test_missing_generations_and_unfinished_run(two_runs, tmp_path):
 
 def test_two_defences_in_one_folder(tmp_path):
     rows = [row("advbench", "h0", True, "a", NONE), row("advbench", "h1", True, "b", REMINDER)]
-    folder = write_run(tmp_path / "mixed", rows, {"keyword": {"advbench/h0": (False, True), "advbench/h1": (1, 0)}})
+    folder = write_run(
+        tmp_path / "mixed", rows, {"keyword": {"advbench/h0": (False, True), "advbench/h1": (True, False)}}
+    )
     with pytest.raises(ValueError, match=r"mixed.*field 'defence' of key 'advbench/h1'.*two defences"):
         compare_runs([folder])
 
@@ -264,6 +278,13 @@ def test_key_absent_from_baseline(two_runs):
     with (two_runs[1] / "judgements.keyword.jsonl").open("a") as f:
         f.write(json.dumps({"key": "mmvet/b10", "unsafe": False, "refusal": False}) + "\n")
     with pytest.raises(ValueError, match=rf"{two_runs[1]}: key 'mmvet/b10' is absent from the baseline"):
+        compare_runs(list(two_runs))
+
+
+def test_run_missing_baseline_samples(two_runs):
+    path = two_runs[1] / "generations.jsonl"
+    write_jsonl(path, [r for r in map(json.loads, path.read_text().splitlines()) if r["key"] != "advbench/h7"])
+    with pytest.raises(ValueError, match=rf"{two_runs[1]}: key 'advbench/h7' of the baseline .* was not answered"):
         compare_runs(list(two_runs))
 
 

@@ -1,0 +1,162 @@
+"""What the offline demo needs that no user command does: its prompt split and images, and SAPT records made from
+the demo model's own answers. Everything else in ``make demo`` is a user command (``test``, ``probe``, ``fit``,
+``compare``); see ``scripts/demo.sh`` for the chain.
+
+* ``prompts``: AdvBench behaviours and benign requests of five kinds (questions on sensitive-sounding and everyday
+  topics, step-by-step problems, writing tasks, code) split with ``seed`` into train / validation / held-out test
+  (benign kinds stratified), each with a FigStep-style typographic image of its text; written as
+  :class:`~reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark` files ``data/<split>_<side>.jsonl``.
+* ``records``: after ``test`` has answered the train and validation prompts undefended (``eval/answers``), the
+  model's compliant answers to harmful prompts become SAPT's harmful answers (with a refusal as the safe answer) and
+  its own benign answers the benign targets: ``data/sapt_<split>_<side>.jsonl`` in
+  :class:`~reminder_lightning.data.sources.LocalRecords` layout. Harmful answers the keyword judge calls refusals
+  are left out (there is nothing harmful to cut a prefix from), and so are answers under ``min_chars``.
+
+    python -m reminder_lightning.demo prompts --work_dir runs/demo --seed 1
+    python -m reminder_lightning.demo records --work_dir runs/demo
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from reminder_lightning.demo.prompts import (
+    BENIGN_KINDS,
+    Prompt,
+    advbench_prompts,
+    benign_prompts,
+    render_typographic,
+)
+from reminder_lightning.evaluation.store import read_jsonl, write_jsonl
+
+SPLITS = ("train", "val", "test")
+DEFAULT_REFUSAL = "I'm sorry, but I can't help with that. It could cause real harm to people."
+
+
+def prompts(
+    work_dir: str = "runs/demo",
+    seed: int = 1,
+    n_train_harmful: int = 48,
+    n_val_harmful: int = 32,
+    n_test_harmful: int = 64,
+    n_train_benign: int = 80,
+    n_val_benign: int = 100,
+    n_test_benign: int = 64,
+) -> dict:
+    """Split the prompts and render their images.
+
+    Args:
+        work_dir: The demo's folder; files go to ``<work_dir>/data``.
+        seed: Seed of the split (a new seed is a new, never-seen held-out split).
+        n_train_harmful: Harmful prompts whose answers train the reminder and fit the gate.
+        n_val_harmful: Harmful prompts the gate is chosen on.
+        n_test_harmful: Held-out harmful prompts (reported only).
+        n_train_benign: Benign prompts for training (split evenly over the five kinds).
+        n_val_benign: Benign prompts the gate's false-positive rate is set on (split evenly over the kinds).
+        n_test_benign: Held-out benign prompts (split evenly over the kinds).
+    """
+    data = Path(work_dir) / "data"
+    rng = random.Random(f"demo-split:{seed}")
+    harmful = advbench_prompts()
+    rng.shuffle(harmful)
+    sizes = {"harmful": (n_train_harmful, n_val_harmful, n_test_harmful)}
+    if sum(sizes["harmful"]) > len(harmful):
+        raise ValueError(f"The demo asks for {sum(sizes['harmful'])} harmful prompts; pyrit has {len(harmful)}.")
+    splits = {"harmful": _cut(harmful, sizes["harmful"])}
+    by_kind = {kind: [p for p in benign_prompts() if p.category == kind] for kind in BENIGN_KINDS}
+    benign_splits: dict[str, list[Prompt]] = {s: [] for s in SPLITS}
+    for k, kind in enumerate(BENIGN_KINDS):  # stratified: every split holds every kind
+        pool = by_kind[kind]
+        rng.shuffle(pool)
+        share = [
+            n // len(BENIGN_KINDS) + (1 if k < n % len(BENIGN_KINDS) else 0)
+            for n in (n_train_benign, n_val_benign, n_test_benign)
+        ]
+        if sum(share) > len(pool):
+            raise ValueError(
+                f"The demo asks for {sum(share)} benign '{kind}' prompts; the packages have {len(pool)}."
+            )
+        for split, part in zip(SPLITS, _cut(pool, share), strict=True):
+            benign_splits[split] += part
+    splits["benign"] = [benign_splits[s] for s in SPLITS]
+    counts = {}
+    for side, parts in splits.items():
+        for split, part in zip(SPLITS, parts, strict=True):
+            rows = [
+                {"id": p.id, "question": p.question, "image": _image(data, p), "category": p.category}
+                for p in part
+            ]
+            write_jsonl(data / f"{split}_{side}.jsonl", rows)
+            counts[f"{split}_{side}"] = len(rows)
+    info = {"seed": seed, "counts": counts}
+    (data / "split.json").write_text(json.dumps(info, indent=2))
+    print(f"Demo prompts (split seed {seed}) in {data}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return info
+
+
+def records(
+    work_dir: str = "runs/demo",
+    answers_dir: str | None = None,
+    judge: str = "keyword",
+    refusal: str = DEFAULT_REFUSAL,
+    min_chars: int = 20,
+) -> dict:
+    """SAPT records from the undefended answers to the train and validation prompts.
+
+    Args:
+        work_dir: The demo's folder.
+        answers_dir: The ``test`` output folder holding those answers; default ``<work_dir>/eval/answers``.
+        judge: The judge whose verdicts (``judgements.<judge>.jsonl``) decide which harmful answers comply.
+        refusal: The safe answer of harmful records.
+        min_chars: Shorter answers are left out.
+    """
+    data = Path(work_dir) / "data"
+    source = Path(answers_dir) if answers_dir else Path(work_dir) / "eval" / "answers"
+    rows = {r["key"]: r for r in read_jsonl(source / "generations.jsonl")}
+    verdicts = {v["key"]: v for v in read_jsonl(source / f"judgements.{judge}.jsonl")}
+    if not rows:
+        raise FileNotFoundError(
+            f"No answers in {source / 'generations.jsonl'}: run `test` with the answers config first."
+        )
+    counts = {}
+    for split in ("train", "val"):
+        for side in ("harmful", "benign"):
+            out = []
+            for prompt in read_jsonl(data / f"{split}_{side}.jsonl"):
+                key = f"demo_{split}_{side}/{prompt['id']}"
+                if key not in rows or key not in verdicts:
+                    raise ValueError(
+                        f"{source}: no answer or {judge} verdict for {key}. Fix: rerun `test` with the answers config "
+                        "(it resumes) so every train and validation prompt is answered and judged."
+                    )
+                text = rows[key]["text"].strip()
+                if len(text) < min_chars or (side == "harmful" and verdicts[key]["refusal"]):
+                    continue
+                record = {k: prompt[k] for k in ("id", "question", "image", "category")}
+                if side == "harmful":
+                    record.update(harmful_answer=text, safe_answer=refusal)
+                else:
+                    record["safe_answer"] = text
+                out.append(record)
+            write_jsonl(data / f"sapt_{split}_{side}.jsonl", out)
+            counts[f"{split}_{side}"] = f"{len(out)}/{len(read_jsonl(data / f'{split}_{side}.jsonl'))}"
+    print("Demo SAPT records (kept/prompts): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+def _cut(pool: list[Prompt], sizes: tuple[int, ...] | list[int]) -> list[list[Prompt]]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(pool[start : start + n])
+        start += n
+    return out
+
+
+def _image(data: Path, prompt: Prompt) -> str:
+    """The prompt's typographic image (rendered once), relative to the data folder."""
+    path = data / "images" / f"{prompt.id}.png"
+    if not path.exists():
+        render_typographic(prompt.question, path)
+    return f"images/{prompt.id}.png"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The offline demo (`make demo`) as a chain of the commands a user runs.
+#   scripts/demo.sh [WORK_DIR=runs/demo] [SPLIT_SEED=1] [TRAIN_SEED=0]
+# The configs under configs/demo/ name runs/demo; they are rendered for WORK_DIR into WORK_DIR/configs/.
+# Extra arguments per step (the reduced demo test uses them): DEMO_PROMPTS_ARGS, DEMO_TEST_ARGS, DEMO_FIT_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-runs/demo}
+SPLIT_SEED=${2:-1}
+TRAIN_SEED=${3:-0}
+PY=${PYTHON:-python}
+C="$WORK/configs"
+mkdir -p "$C"
+for f in configs/demo/*.yaml; do sed "s#runs/demo#$WORK#g" "$f" >"$C/$(basename "$f")"; done
+start=$(date +%s)
+step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+
+step "1. prompts: split (seed $SPLIT_SEED) and typographic images"
+$PY -m reminder_lightning.demo prompts --work_dir "$WORK" --seed "$SPLIT_SEED" ${DEMO_PROMPTS_ARGS:-}
+step "2. the model answers its train and validation prompts, undefended"
+$PY -m reminder_lightning test --config "$C/answers.yaml" ${DEMO_TEST_ARGS:-}
+step "3. SAPT records from those answers"
+$PY -m reminder_lightning.demo records --work_dir "$WORK"
+step "4. the reference's prompt-end probe (for SAPT's loss)"
+$PY -m reminder_lightning probe --config "$C/probe.yaml"
+step "5. SAPT training (seed $TRAIN_SEED), then gate calibration on validation answers, then export"
+$PY -m reminder_lightning fit --config "$C/fit.yaml" --seed_everything "$TRAIN_SEED" \
+  --data.init_args.seed "$TRAIN_SEED" ${DEMO_FIT_ARGS:-}
+step "6. held-out prompts, undefended"
+$PY -m reminder_lightning test --config "$C/eval.yaml" ${DEMO_TEST_ARGS:-}
+step "7. held-out prompts, with the Safety Reminder"
+$PY -m reminder_lightning test --config "$C/eval.yaml" --config "$C/eval_reminder.yaml" ${DEMO_TEST_ARGS:-}
+step "8. compare"
+$PY -m reminder_lightning compare --runs "[$WORK/eval/none, $WORK/eval/safety_reminder]" --output_dir "$WORK"
+echo "Demo finished in $(($(date +%s) - start)) s: $WORK/compare.md"
