@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The offline demo (`make demo`) as a chain of the commands a user runs.
-#   scripts/demo.sh [WORK_DIR=runs/demo] [SPLIT_SEED=1] [TRAIN_SEED=0]
-# The configs under configs/demo/ name runs/demo; they are rendered for WORK_DIR into WORK_DIR/configs/.
+#   scripts/demo.sh [WORK_DIR=runs/demo] [SPLIT_SEED=1] [TRAIN_SEED=0] [RUN_DIR=WORK_DIR]
+# WORK_DIR holds what every training run of a split shares (prompts, the model's own answers, the prompt-end probe,
+# the undefended held-out answers); RUN_DIR what one training run makes (reminder, gate report, defended answers,
+# compare.md). The configs under configs/demo/ name runs/demo; they are rendered for both into RUN_DIR/configs/.
 # Extra arguments per step (the reduced demo test uses them): DEMO_PROMPTS_ARGS, DEMO_TEST_ARGS, DEMO_FIT_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
 SPLIT_SEED=${2:-1}
 TRAIN_SEED=${3:-0}
+RUN=${4:-$WORK}
 PY=${PYTHON:-python}
-C="$WORK/configs"
+C="$RUN/configs"
 mkdir -p "$C"
-for f in configs/demo/*.yaml; do sed "s#runs/demo#$WORK#g" "$f" >"$C/$(basename "$f")"; done
+for f in configs/demo/*.yaml; do
+  sed -e "s#runs/demo/\(reminder.safetensors\|gate_calibration.json\|eval/safety_reminder\|eval/val_safety_reminder\)#$RUN/\1#g" \
+    -e "s#\(default_root_dir\|save_dir\): runs/demo\$#\1: $RUN#" -e "s#runs/demo#$WORK#g" "$f" >"$C/$(basename "$f")"
+done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
 
@@ -30,6 +36,10 @@ step "6. held-out prompts, undefended"
 $PY -m reminder_lightning test --config "$C/eval.yaml" ${DEMO_TEST_ARGS:-}
 step "7. held-out prompts, with the Safety Reminder"
 $PY -m reminder_lightning test --config "$C/eval.yaml" --config "$C/eval_reminder.yaml" ${DEMO_TEST_ARGS:-}
-step "8. compare"
-$PY -m reminder_lightning compare --runs "[$WORK/eval/none, $WORK/eval/safety_reminder]" --output_dir "$WORK"
-echo "Demo finished in $(($(date +%s) - start)) s: $WORK/compare.md"
+step "8. validation prompts, with the Safety Reminder (what settings are chosen on)"
+$PY -m reminder_lightning test --config "$C/val_reminder.yaml" ${DEMO_TEST_ARGS:-}
+$PY -m reminder_lightning compare --runs "[$WORK/eval/answers, $RUN/eval/val_safety_reminder]" \
+  --output_dir "$RUN/validation"
+step "9. compare: held-out, undefended vs the Safety Reminder"
+$PY -m reminder_lightning compare --runs "[$WORK/eval/none, $RUN/eval/safety_reminder]" --output_dir "$RUN"
+echo "Demo finished in $(($(date +%s) - start)) s: $RUN/compare.md"

@@ -3,7 +3,7 @@
     python scripts/demo_attack.py [--work-dir runs/demo] [--iterations 100]
 
 Run after ``make demo``. The attacker optimises one image (eps 64/255, step 1/255) on the demo's *train*
-harmful prompts, with the demo model's own compliant answers (their first ``--target-tokens`` tokens) as target
+harmful prompts (``data/sapt_train_harmful.jsonl``), with the demo model's own compliant answers (their first ``--target-tokens`` tokens) as target
 strings, since pyrit's AdvBench copy has no "Sure, here is" targets:
 
 * ``pgd``: plain PGD against the undefended model (the reminder unknown to the attacker);
@@ -39,12 +39,13 @@ def write_goals(work: Path, out: Path, target_tokens: int) -> Path:
     """The train harmful prompts with the model's own answer (first ``target_tokens`` tokens) as target."""
     from reminder_lightning.vlm.adapter import PromptBuilder
 
-    tokenizer = PromptBuilder.load(SPEC).tokenizer
-    answers = {row["id"]: row for row in read_jsonl(work / "data" / "answers.jsonl")}
+    builder = PromptBuilder.load(SPEC)
     rows = []
-    for row in read_jsonl(work / "data" / "train_harmful.jsonl"):
-        target = tokenizer.decode(answers[row["id"]]["token_ids"][:target_tokens]).strip()
-        rows.append({"id": row["id"], "question": row["question"], "target": target})
+    for row in read_jsonl(work / "data" / "sapt_train_harmful.jsonl"):
+        ids = builder.encode_text(row["harmful_answer"])[:target_tokens]
+        rows.append(
+            {"id": row["id"], "question": row["question"], "target": builder.tokenizer.decode(ids).strip()}
+        )
     path = out / "goals.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

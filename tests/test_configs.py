@@ -49,7 +49,7 @@ def test_reference_defaults_in_real_configs(capsys):
         cfg = yaml.safe_load((REPO / "configs" / name).read_text())
         model, data = cfg["model"], cfg["data"]["init_args"]
         assert model["vlm"]["name_or_path"] == hub_id
-        assert model["num_tokens"] == 4 and model["interval"] == 16 and model["threshold"] == 0.2
+        assert model["num_tokens"] == 4 and model["schedule"] == {"interval": 16, "threshold": 0.2}
         assert model["cls_weight"] == 0.05 and model["init"] == "text"
         opt = model["optimizer"]["init_args"]
         assert opt == {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.01}

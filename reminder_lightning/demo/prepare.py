@@ -38,8 +38,8 @@ DEFAULT_REFUSAL = "I'm sorry, but I can't help with that. It could cause real ha
 def prompts(
     work_dir: str = "runs/demo",
     seed: int = 1,
-    n_train_harmful: int = 48,
-    n_val_harmful: int = 32,
+    n_train_harmful: int = 80,
+    n_val_harmful: int = 48,
     n_test_harmful: int = 64,
     n_train_benign: int = 80,
     n_val_benign: int = 100,
@@ -64,7 +64,9 @@ def prompts(
     sizes = {"harmful": (n_train_harmful, n_val_harmful, n_test_harmful)}
     if sum(sizes["harmful"]) > len(harmful):
         raise ValueError(f"The demo asks for {sum(sizes['harmful'])} harmful prompts; pyrit has {len(harmful)}.")
-    splits = {"harmful": _cut(harmful, sizes["harmful"])}
+    splits = {
+        "harmful": _cut(harmful, sizes["harmful"])
+    }  # held-out first: it does not move when train/val sizes do
     by_kind = {kind: [p for p in benign_prompts() if p.category == kind] for kind in BENIGN_KINDS}
     benign_splits: dict[str, list[Prompt]] = {s: [] for s in SPLITS}
     for k, kind in enumerate(BENIGN_KINDS):  # stratified: every split holds every kind
@@ -147,11 +149,10 @@ def records(
 
 
 def _cut(pool: list[Prompt], sizes: tuple[int, ...] | list[int]) -> list[list[Prompt]]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(pool[start : start + n])
-        start += n
-    return out
+    """``(train, val, test)`` parts of sizes ``sizes``, taken from the pool test first, then validation, then train:
+    the held-out prompts of a seed stay the same whatever the train and validation sizes."""
+    n_train, n_val, n_test = sizes
+    return [pool[n_test + n_val : n_test + n_val + n_train], pool[n_test : n_test + n_val], pool[:n_test]]
 
 
 def _image(data: Path, prompt: Prompt) -> str:

@@ -273,6 +273,56 @@ def compare_table(result: dict[str, Any]) -> str:
             f"{gate} | {tokens} |"
         )
     lines += ["", f"Intervals are Wilson 95% (in %). Baseline: {result['baseline']}."]
+    spread = across_runs(result)
+    if spread:
+        others = len({r["label"] for r in result["runs"]}) - 1
+        lines += ["", f"Across the {others} runs other than the baseline:", "", spread_table(spread)]
+    return "\n".join(lines)
+
+
+def across_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean, standard deviation (n - 1) and range of each rate over the runs other than the baseline (e.g. the same
+    defence trained with several seeds), per benchmark and judge; empty with fewer than two such runs."""
+    others = [r["label"] for r in result["runs"] if r["label"] != result["baseline"]]
+    if len(others) < 2:
+        return []
+    out = []
+    for bench in result["benchmarks"]:
+        for judge in result["judges"]:
+            rows = [
+                r
+                for r in result["results"]
+                if r["benchmark"] == bench and r["judge"] == judge and r["run"] in others
+            ]
+            for metric, name in PLOT_METRICS:
+                values = [r[metric]["value"] for r in rows if r[metric] is not None]
+                if len(values) < 2:
+                    continue
+                mean = sum(values) / len(values)
+                sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+                out.append(
+                    {
+                        "benchmark": bench,
+                        "judge": judge,
+                        "metric": name,
+                        "runs": len(values),
+                        "mean": mean,
+                        "sd": sd,
+                        "min": min(values),
+                        "max": max(values),
+                    }
+                )
+    return out
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per benchmark x judge x metric, ``mean ± sd [min, max]`` in percent."""
+    lines = ["| benchmark | judge | metric | runs | mean ± sd [min, max] |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['benchmark']} | {r['judge']} | {r['metric']} | {r['runs']} | {100 * r['mean']:.1f}% ± "
+            f"{100 * r['sd']:.1f} [{100 * r['min']:.1f}, {100 * r['max']:.1f}] |"
+        )
     return "\n".join(lines)
 
 
@@ -334,6 +384,8 @@ def write_comparison(result: dict[str, Any], output_dir: Path | str) -> list[Pat
     if result["skipped"]:
         md += ["", "## Skipped", "", *(f"- {s['kind']} {s['name']}: {s['reason']}" for s in result["skipped"])]
     md_path.write_text("\n".join(md) + "\n")
-    json_path.write_text(json.dumps(result, indent=2, allow_nan=False, default=str))
+    json_path.write_text(
+        json.dumps({**result, "across_runs": across_runs(result)}, indent=2, allow_nan=False, default=str)
+    )
     _plot(result, png_path)
     return [md_path, json_path, png_path]

@@ -301,3 +301,29 @@ def test_benign_sample_not_comparable(two_runs, field, value):
     write_jsonl(path, rows)
     with pytest.raises(ValueError, match=rf"{two_runs[1]}: key 'mmvet/b5': field '{field}'.*same prompt"):
         compare_runs(list(two_runs))
+
+
+def test_across_runs_gives_mean_sd_and_range_over_the_non_baseline_runs():
+    from reminder_lightning.evaluation.compare import across_runs, spread_table
+
+    def rate(v):
+        return {"value": v, "hits": 0, "n": 1, "ci95": [0.0, 1.0]}
+
+    result = {
+        "baseline": "none",
+        "runs": [{"label": "none"}, {"label": "s0"}, {"label": "s1"}, {"label": "s2"}],
+        "benchmarks": ["b"],
+        "judges": ["keyword"],
+        "results": [
+            {"benchmark": "b", "judge": "keyword", "run": label, "asr": rate(v), "refusal_rate": None,
+             "over_refusal": None, "benign_unchanged": None, "gate_rate_harmful": None, "gate_rate_benign": None}
+            for label, v in (("none", 1.0), ("s0", 0.0), ("s1", 0.1), ("s2", 0.2))
+        ],
+    }  # fmt: skip
+    (row,) = across_runs(result)
+    assert row["metric"] == "ASR" and row["runs"] == 3
+    assert row["mean"] == pytest.approx(0.1) and row["sd"] == pytest.approx(0.1)  # the baseline's 1.0 left out
+    assert (row["min"], row["max"]) == (0.0, pytest.approx(0.2))
+    assert "10.0% ± 10.0 [0.0, 20.0]" in spread_table([row])
+    result["runs"] = result["runs"][:2]
+    assert across_runs(result) == []

@@ -1,0 +1,113 @@
+"""Gate calibration: selection logic on known states, and the callback in a real tiny fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from reminder_lightning.reminder import load_reminder
+from reminder_lightning.reminder.calibration import CheckStates, fit_candidates, sample_scores, select_gate
+from reminder_lightning.reminder.detector import SafetyProbe
+from tests.training.helpers import REPO, run_fit
+
+
+def _states(hidden: torch.Tensor, sample: list[int], layers: list[int], n: int) -> CheckStates:
+    return CheckStates(hidden, torch.tensor(sample), torch.zeros(len(sample), dtype=torch.long), layers, n)
+
+
+def _two_layer_data(seed: int, n: int):
+    """Layer 5 separates harmful from benign answers; layer -1 is noise. One answer has two checks."""
+    g = torch.Generator().manual_seed(seed)
+    harmful = torch.randn(n, 2, 8, generator=g)
+    benign = torch.randn(n, 2, 8, generator=g)
+    harmful[:, 0, 0] -= 4.0  # layer 5, dimension 0
+    benign[:, 0, 0] += 4.0
+    return harmful, benign
+
+
+def test_selection_prefers_the_separating_layer_and_keeps_the_fpr():
+    layers = [5, -1]
+    h, b = _two_layer_data(0, 40)
+    train_h, train_b = _states(h, list(range(40)), layers, 40), _states(b, list(range(40)), layers, 40)
+    vh, vb = _two_layer_data(1, 50)
+    val_h, val_b = _states(vh, list(range(50)), layers, 50), _states(vb, list(range(50)), layers, 50)
+    candidates = fit_candidates(train_h, train_b, layers, [2, 4])
+    assert set(candidates) == {"layer5_pca2", "layer5_pca4", "layer-1_pca2", "layer-1_pca4"}
+    for rule in ("at_fpr", "mid_gap"):
+        choice = select_gate(candidates, val_h, val_b, target_fpr=0.02, threshold_rule=rule)
+        assert choice.probe.layer_index == 5 and choice.report["layer"] == 5
+        scores_b = sample_scores(choice.probe, val_b)
+        assert float((scores_b < choice.threshold).float().mean()) <= 0.02 == choice.report["target_fpr"]
+        assert choice.report["val_tpr"] > 0.9 and choice.report["validation"]["benign_answers"] == 50
+        assert choice.report["roc"][0] == [0.0, 0.0, 0.0] and choice.report["roc"][-1][:2] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="threshold_rule"):
+        select_gate(candidates, val_h, val_b, threshold_rule="halfway")
+
+
+def test_an_answer_is_flagged_by_its_lowest_check_and_answers_without_checks_never():
+    probe = SafetyProbe(2, 1, layer=-1)
+    probe.components.copy_(torch.tensor([[1.0, 0.0]]))
+    probe.coef.copy_(torch.tensor([1.0]))
+    hidden = torch.tensor([[[3.0, 0.0]], [[-3.0, 0.0]], [[2.0, 0.0]]])  # answer 0: two checks, answer 1: one
+    states = _states(hidden, [0, 0, 1], [-1], 3)  # answer 2 has no check (ended before the first one)
+    scores = sample_scores(probe, states)
+    torch.testing.assert_close(
+        scores, torch.tensor([torch.sigmoid(torch.tensor(-3.0)), 0.8808, 1.0]), atol=1e-4, rtol=0
+    )
+
+
+def test_too_few_validation_benign_answers_for_the_target_fpr_are_reported():
+    layers = [5, -1]
+    h, b = _two_layer_data(0, 10)
+    states_h, states_b = _states(h, list(range(10)), layers, 10), _states(b, list(range(10)), layers, 10)
+    choice = select_gate(fit_candidates(states_h, states_b, layers, [2]), states_h, states_b, target_fpr=0.01)
+    assert "below the resolution of 10 validation benign answers" in choice.report["warning"]
+
+
+@pytest.mark.slow
+def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch):
+    """A real tiny fit: the artifact carries the probe, layer and threshold the calibration chose (whatever the
+    order of callbacks: calibration runs in on_train_end, export in the module's on_fit_end)."""
+    monkeypatch.chdir(REPO)
+    report_path = tmp_path / "gate.json"
+    callback = json.dumps(
+        {
+            "class_path": "reminder_lightning.callbacks.probe_calibration.ProbeCalibration",
+            "init_args": {
+                "validation_harmful": {
+                    "class_path": "reminder_lightning.data.sources.LocalRecords",
+                    "init_args": {"path": "data/tiny/harmful.jsonl", "kind": "harmful", "limit": 8},
+                },
+                "validation_benign": {
+                    "class_path": "reminder_lightning.data.sources.LocalRecords",
+                    "init_args": {"path": "data/tiny/benign.jsonl", "kind": "benign", "limit": 8},
+                },
+                "layers": [1, -1],
+                "components": [2, 3],
+                "target_fpr": 0.2,
+                "max_answer_tokens": 24,
+                "max_train_per_class": 12,
+                "report_path": str(report_path),
+            },
+        }
+    )
+    cli = run_fit(
+        tmp_path,
+        "--trainer.max_epochs=1",
+        "--data.init_args.num_examples=8",
+        "--model.schedule.interval=4",
+        f"--trainer.callbacks+={callback}",
+    )
+    report = json.loads(report_path.read_text())
+    art = load_reminder(cli.model.exported_path)
+    assert art.probe is not None and art.probe.layer_index == report["layer"] in (1, -1)
+    assert art.probe.num_components == report["components"]
+    assert art.threshold == pytest.approx(report["threshold"]) and art.schedule.mode.value == "gated"
+    gate = json.loads(art.metadata["gate"])
+    assert gate["chosen"] == report["chosen"] and gate["candidates"].keys() == report["candidates"].keys()
+    assert len(report["candidates"]) == 4  # 2 layers x 2 sizes (no trained probe in the tiny config)
+    checks = report["validation"]["harmful_checks"]
+    assert checks > report["validation"]["harmful_answers"]  # several check points per answer (interval 4)
+    assert art.interval == 4
