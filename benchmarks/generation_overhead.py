@@ -166,6 +166,7 @@ def run_config(
     from transformers import LogitsProcessorList
 
     from reminder_lightning.reminder import ReminderGenerator, ReminderInjector, SafetyProbe, SoftPrompt
+    from reminder_lightning.reminder.generation.steps import encode_batch
 
     soft = SoftPrompt(4, adapter.hidden_size)
     soft.initialize("text", adapter.input_embeddings(), adapter.tokenizer)
@@ -173,7 +174,7 @@ def run_config(
     generator = ReminderGenerator(adapter, soft, probe)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
     images = [Image.new("RGB", (160 + 8 * i, 120), (40 * i % 255, 120, 200)) for i in range(batch)]
-    enc = generator._encode(images, prompts)
+    enc = encode_batch(adapter, images, prompts)
     prompt_len = enc["input_ids"].shape[1]
     settings = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     injector = ReminderInjector(adapter.input_embeddings(), soft.to(adapter.device))

@@ -239,7 +239,7 @@ def compare_runs(
         }
         for r in runs
     ]
-    return {
+    result = {
         "runs": described,
         "baseline": base["label"],
         "benchmarks": benchmarks,
@@ -247,6 +247,8 @@ def compare_runs(
         "results": results,
         "skipped": skipped,
     }
+    result["across_runs"] = across_runs(result)
+    return result
 
 
 def _cell(rate: dict[str, Any] | None) -> str:
@@ -273,7 +275,7 @@ def compare_table(result: dict[str, Any]) -> str:
             f"{gate} | {tokens} |"
         )
     lines += ["", f"Intervals are Wilson 95% (in %). Baseline: {result['baseline']}."]
-    spread = across_runs(result)
+    spread = result.get("across_runs") or across_runs(result)
     if spread:
         others = len({r["label"] for r in result["runs"]}) - 1
         lines += ["", f"Across the {others} runs other than the baseline:", "", spread_table(spread)]
@@ -384,8 +386,6 @@ def write_comparison(result: dict[str, Any], output_dir: Path | str) -> list[Pat
     if result["skipped"]:
         md += ["", "## Skipped", "", *(f"- {s['kind']} {s['name']}: {s['reason']}" for s in result["skipped"])]
     md_path.write_text("\n".join(md) + "\n")
-    json_path.write_text(
-        json.dumps({**result, "across_runs": across_runs(result)}, indent=2, allow_nan=False, default=str)
-    )
+    json_path.write_text(json.dumps(result, indent=2, allow_nan=False, default=str))
     _plot(result, png_path)
     return [md_path, json_path, png_path]
