@@ -21,14 +21,18 @@ done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
 
-step "1. prompts: split (seed $SPLIT_SEED) and typographic images"
-$PY -m reminder_lightning.demo prompts --work_dir "$WORK" --seed "$SPLIT_SEED" ${DEMO_PROMPTS_ARGS:-}
-step "2. the model answers its train and validation prompts, undefended"
-$PY -m reminder_lightning test --config "$C/answers.yaml" ${DEMO_TEST_ARGS:-}
-step "3. SAPT records from those answers"
-$PY -m reminder_lightning.demo records --work_dir "$WORK"
-step "4. the reference's prompt-end probe (for SAPT's loss)"
-$PY -m reminder_lightning probe --config "$C/probe.yaml"
+if [ "$RUN" != "$WORK" ] && [ -f "$WORK/probe.safetensors" ]; then
+  step "1-4. the split's data, answers and prompt-end probe are in $WORK already (another training seed)"
+else
+  step "1. prompts: split (seed $SPLIT_SEED) and typographic images"
+  $PY -m reminder_lightning.demo prompts --work_dir "$WORK" --seed "$SPLIT_SEED" ${DEMO_PROMPTS_ARGS:-}
+  step "2. the model answers its train and validation prompts, undefended"
+  $PY -m reminder_lightning test --config "$C/answers.yaml" ${DEMO_TEST_ARGS:-}
+  step "3. SAPT records from those answers"
+  $PY -m reminder_lightning.demo records --work_dir "$WORK"
+  step "4. the reference's prompt-end probe (for SAPT's loss)"
+  $PY -m reminder_lightning probe --config "$C/probe.yaml"
+fi
 step "5. SAPT training (seed $TRAIN_SEED), then gate calibration on validation answers, then export"
 $PY -m reminder_lightning fit --config "$C/fit.yaml" --seed_everything "$TRAIN_SEED" \
   --data.init_args.seed "$TRAIN_SEED" ${DEMO_FIT_ARGS:-}
