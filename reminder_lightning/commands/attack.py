@@ -7,11 +7,11 @@ judge_question``) plus their images, ready for ``python -m reminder_lightning te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from reminder_lightning.attacks.base import Attack
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
+from reminder_lightning.evaluation.store import write_jsonl
 
 
 def run_attack(attack: Attack, benchmark: Benchmark, output_dir: str = "runs/attacks") -> Path:
@@ -29,23 +29,11 @@ def run_attack(attack: Attack, benchmark: Benchmark, output_dir: str = "runs/att
     attacked = attack.apply(samples, out_dir)
     name = attacked[0].benchmark if attacked else f"{benchmark.name}+{attack.name}"
     path = out_dir / f"{name.replace('/', '_')}.jsonl"
-    with path.open("w", encoding="utf-8") as f:
-        for s in attacked:
-            if isinstance(s.image, bytes):
-                raise ValueError(f"{attack.name} produced image bytes for {s.id}; attacks must write image files.")
-            f.write(
-                json.dumps(
-                    {
-                        "id": s.id,
-                        "question": s.prompt,
-                        "image": s.image,
-                        "category": s.category,
-                        "judge_question": s.judge_question,
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+    for s in attacked:
+        if isinstance(s.image, bytes):
+            raise ValueError(f"{attack.name} produced image bytes for {s.id}; attacks must write image files.")
+    fields = ("id", "prompt", "image", "category", "judge_question")
+    write_jsonl(path, ({"question" if k == "prompt" else k: getattr(s, k) for k in fields} for s in attacked))
     print(f"{len(attacked)} attacked samples written to {path}")
     return path
 
