@@ -97,4 +97,3 @@ def test_margin_threshold_keeps_the_validation_flags_and_sits_mid_gap():
     assert mid == pytest.approx(0.25, abs=1e-4)
     assert torch.equal(harmful < mid, harmful < upper) and torch.equal(benign < mid, benign < upper)
     assert margin_threshold(torch.tensor([0.9]), benign, 0.0) == upper  # nothing flagged: nothing to centre
-
