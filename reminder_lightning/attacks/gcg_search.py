@@ -11,7 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from reminder_lightning.vlm.adapter import VLMAdapter, collate_encodings
+from reminder_lightning.vlm.adapter import VLMAdapter
+from reminder_lightning.vlm.collate import collate_encodings
 
 _MARKER = "<<GCG-SUFFIX>>"
 

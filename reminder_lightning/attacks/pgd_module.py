@@ -20,7 +20,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.sapt import IGNORE_INDEX
 from reminder_lightning.training.loss import per_sample_lm_loss
-from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec, collate_encodings
+from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+from reminder_lightning.vlm.collate import collate_encodings
 from reminder_lightning.vlm.pixels import pixel_inputs
 
 DEFAULT_TARGET = "Sure, here is"

@@ -24,7 +24,8 @@ def compare(
             defence, else the first).
         judges: Judges to report (default: every judge that judged all runs).
     """
-    from reminder_lightning.evaluation.compare import compare_runs, compare_table, write_comparison
+    from reminder_lightning.evaluation.compare import compare_runs
+    from reminder_lightning.evaluation.compare_report import compare_table, write_comparison
 
     result = compare_runs(runs, labels=labels, baseline=baseline, judges=judges)
     paths = write_comparison(result, output_dir)

@@ -11,6 +11,7 @@ match, which keeps image tokens and Qwen2-VL's multimodal positions intact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,6 +72,12 @@ def resolve_model_path(name_or_path: str) -> str:
         from reminder_lightning.vlm.demo import ensure_demo_model
 
         return str(ensure_demo_model(name_or_path[len("demo:") :]))
+    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(
+            f"vlm.name_or_path: no model folder at {name_or_path} (a local path: it is not a hub id of the form "
+            "'org/name'). Fix: correct the path, or give the hub id."
+        )
     return name_or_path
 
 
@@ -258,6 +265,11 @@ class VLMAdapter(nn.Module):
     def hidden_size(self) -> int:
         return int(self.inputs.text_config.hidden_size)
 
+    @property
+    def num_hidden_states(self) -> int:
+        """Entries of the language model's ``hidden_states`` (the embeddings plus one per layer)."""
+        return int(self.inputs.text_config.num_hidden_layers) + 1
+
     def input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
 
@@ -271,36 +283,3 @@ class VLMAdapter(nn.Module):
 
     def forward(self, **inputs):
         return self.model(**inputs)
-
-
-def collate_encodings(
-    items: list[dict[str, torch.Tensor]],
-    token_keys: list[str],
-    pad_values: dict[str, int],
-    padding_side: str = "right",
-) -> dict[str, torch.Tensor]:
-    """Pad per-token tensors (batch-1 rows) to one length and concatenate the rest along dim 0.
-
-    Args:
-        items: encodings of single examples (token tensors of shape ``(1, L_i)``).
-        token_keys: which keys are per-token (padded); all other tensors (``pixel_values``,
-            ``image_grid_thw``, ``image_sizes``...) are concatenated over the items that have them.
-        pad_values: pad value per token key (0 when absent; ``labels`` should map to -100).
-        padding_side: ``right`` for training, ``left`` for generation.
-    """
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    batch: dict[str, torch.Tensor] = {}
-    longest = max(int(item["input_ids"].shape[-1]) for item in items)
-    for key in token_keys:
-        rows = []
-        for item in items:
-            row = item[key].reshape(-1)
-            pad = torch.full((longest - row.shape[0],), pad_values.get(key, 0), dtype=row.dtype)
-            rows.append(torch.cat([row, pad]) if padding_side == "right" else torch.cat([pad, row]))
-        batch[key] = torch.stack(rows)
-    other = {k for item in items for k, v in item.items() if torch.is_tensor(v) and k not in token_keys}
-    for key in sorted(other):
-        parts = [item[key] for item in items if key in item]
-        batch[key] = torch.cat(parts, dim=0)
-    return batch

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reminder_lightning.commands.compare import main
-from reminder_lightning.evaluation.compare import compare_runs, compare_table, write_comparison
+from reminder_lightning.evaluation.compare import compare_runs
+from reminder_lightning.evaluation.compare_report import compare_table, write_comparison
 from reminder_lightning.evaluation.metrics import wilson_interval
 
 Z = 1.959964
@@ -304,7 +305,8 @@ def test_benign_sample_not_comparable(two_runs, field, value):
 
 
 def test_across_runs_gives_mean_sd_and_range_over_the_non_baseline_runs():
-    from reminder_lightning.evaluation.compare import across_runs, spread_table
+    from reminder_lightning.evaluation.compare import across_runs
+    from reminder_lightning.evaluation.compare_report import spread_table
 
     def rate(v):
         return {"value": v, "hits": 0, "n": 1, "ci95": [0.0, 1.0]}

@@ -5,7 +5,7 @@ import torch
 
 from reminder_lightning.data.sapt import SaptSettings, encode_example
 from reminder_lightning.reminder import ReminderInjector, SoftPrompt
-from reminder_lightning.vlm.adapter import collate_encodings
+from reminder_lightning.vlm.collate import collate_encodings
 from tests.conftest import FAMILIES
 
 EXTRAS = ("labels", "reminder_index", "is_safe")

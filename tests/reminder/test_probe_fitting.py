@@ -97,3 +97,56 @@ def test_margin_threshold_keeps_the_validation_flags_and_sits_mid_gap():
     assert mid == pytest.approx(0.25, abs=1e-4)
     assert torch.equal(harmful < mid, harmful < upper) and torch.equal(benign < mid, benign < upper)
     assert margin_threshold(torch.tensor([0.9]), benign, 0.0) == upper  # nothing flagged: nothing to centre
+
+
+def test_probe_command_calibrates_the_gate_on_answers_and_writes_it_into_the_artifact(
+    tmp_path, monkeypatch, adapters
+):
+    """``probe --position reminder --answers true``: candidates over layers x PCA sizes read at the answer's check
+    points, chosen on the validation records, written into a copy of the reminder with the schedule and report."""
+    monkeypatch.chdir(REPO)
+    soft = torch.randn(4, adapters["llava"].hidden_size) * 0.1
+    reminder = save_reminder(
+        tmp_path / "reminder.safetensors", soft, None, {"interval": 8, "threshold": 0.2, "model_type": "llava"}
+    )
+
+    def source(kind: str, first: int, limit: int) -> str:
+        path = tmp_path / f"{kind}_{first}.jsonl"
+        lines = (REPO / f"data/tiny/{kind}.jsonl").read_text().splitlines()[first : first + limit]
+        path.write_text("\n".join(lines) + "\n")
+        init = {"path": str(path), "kind": kind}
+        return json.dumps({"class_path": "reminder_lightning.data.sources.LocalRecords", "init_args": init})
+
+    out = tmp_path / "gate.safetensors"
+    report = main(
+        [
+            "probe",
+            "--config",
+            str(REPO / "configs/probe_tiny.yaml"),
+            f"--harmful={source('harmful', 0, 16)}",
+            f"--benign={source('benign', 0, 16)}",
+            f"--validation_harmful={source('harmful', 16, 8)}",
+            f"--validation_benign={source('benign', 16, 8)}",
+            f"--output={out}",
+            "--position=reminder",
+            "--answers=true",
+            "--max_new_tokens=40",
+            f"--reminder={reminder}",
+            f"--reminder_output={tmp_path / 'gated.safetensors'}",
+            "--layers=[1, -1]",
+            "--components=[2, 3]",
+            "--target_fpr=0.125",
+            "--threshold_rule=mid_gap",
+        ]
+    )
+    assert report["train"] == {"harmful": 16, "benign": 16} and report["test"] == {"harmful": 8, "benign": 8}
+    calibration = json.loads(out.with_suffix(".json").read_text())["calibration"]
+    assert set(calibration["candidates"]) == {"layer1_pca2", "layer1_pca3", "layer-1_pca2", "layer-1_pca3"}
+    assert calibration["chosen"] == report["chosen"] and calibration["threshold_rule"] == "mid_gap"
+    assert calibration["val_fpr"] <= 0.125 and report["test_fpr"] == calibration["val_fpr"]
+    assert calibration["validation"]["harmful_checks"] > calibration["validation"]["harmful_answers"]
+    art = load_reminder(tmp_path / "gated.safetensors")
+    assert torch.equal(art.soft_prompt, soft) and art.probe is not None
+    assert art.probe.layer_index == calibration["layer"] and art.probe.num_components == calibration["components"]
+    assert art.threshold == pytest.approx(report["threshold"]) and art.schedule.mode.value == "gated"
+    assert art.interval == 8 and json.loads(art.metadata["gate"])["chosen"] == report["chosen"]

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec, collate_encodings
+from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec
+from reminder_lightning.vlm.collate import collate_encodings
 from reminder_lightning.vlm.processors import load_processor, torchvision_available
 from reminder_lightning.vlm.tiny import ensure_tiny_model
 from tests.conftest import FAMILIES

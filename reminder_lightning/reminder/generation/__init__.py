@@ -6,7 +6,12 @@
 * :mod:`.generator`: :class:`ReminderGenerator`, the loop.
 """
 
-from reminder_lightning.reminder.generation.config import ReminderGenerationConfig, ReminderOutput, StepEvent
+from reminder_lightning.reminder.generation.config import (
+    DecodingSettings,
+    ReminderGenerationConfig,
+    ReminderOutput,
+    StepEvent,
+)
 from reminder_lightning.reminder.generation.generator import ReminderGenerator
 
-__all__ = ["ReminderGenerationConfig", "ReminderGenerator", "ReminderOutput", "StepEvent"]
+__all__ = ["DecodingSettings", "ReminderGenerationConfig", "ReminderGenerator", "ReminderOutput", "StepEvent"]

@@ -13,41 +13,60 @@ SCHEDULE_FIELDS = ("interval", "threshold", "mode", "keep_checking_after_flag")
 
 
 @dataclass(frozen=True)
-class ReminderGenerationConfig:
-    """Decoding settings plus the reminder's :class:`ReminderSchedule`.
+class DecodingSettings:
+    """How a model decodes: what every defence shares, recorded with every number (it moves ASR).
 
     Args:
         max_new_tokens: Tokens to generate at most (reminder vectors do not count).
-        min_new_tokens: EOS is suppressed until this many tokens are generated (benchmarks use it).
         do_sample: Sample (True) or greedy (False).
         temperature: Sampling temperature.
         top_p: Nucleus sampling mass (1.0 = off).
         top_k: Top-k sampling (0 = off).
         repetition_penalty: transformers' repetition penalty (1.0 = off).
-        return_text: ``full`` (everything the user would see) or ``after_reminder`` (the text after the
-            kept reminder for flagged samples, as the reference code returns).
         seed: Seed of the sampling generator (None: torch's global RNG).
-        output_scores: Keep the processed next-token scores of every step in the outputs.
-        schedule: When the reminder is tried and kept (interval, threshold, mode).
     """
 
     max_new_tokens: int = 256
-    min_new_tokens: int = 0
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.0
-    return_text: Literal["full", "after_reminder"] = "full"
+    seed: int | None = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decoding fields only (also on a :class:`ReminderGenerationConfig`)."""
+        return {f.name: getattr(self, f.name) for f in fields(DecodingSettings)}
+
+
+@dataclass(frozen=True)
+class ReminderGenerationConfig(DecodingSettings):
+    """:class:`DecodingSettings` plus what the reminder's generation loop needs: its :class:`ReminderSchedule`.
+
+    Args:
+        min_new_tokens: EOS is suppressed until this many tokens are generated (benchmarks use it).
+        return_text: ``full`` (everything the user would see) or ``after_reminder`` (the text after the
+            kept reminder for flagged samples, as the reference code returns).
+        output_scores: Keep the processed next-token scores of every step in the outputs.
+        schedule: When the reminder is tried and kept (interval, threshold, mode).
+
+    The decoding fields are :class:`DecodingSettings`' (``seed`` defaults to None here: torch's global RNG).
+    """
+
     seed: int | None = None
+    min_new_tokens: int = 0
+    return_text: Literal["full", "after_reminder"] = "full"
     output_scores: bool = False
     schedule: ReminderSchedule = field(default_factory=ReminderSchedule)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.return_text not in ("full", "after_reminder"):
             raise ValueError(f"return_text must be 'full' or 'after_reminder', got {self.return_text!r}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not isinstance(self.schedule, ReminderSchedule):
             raise TypeError(f"schedule must be a ReminderSchedule, got {type(self.schedule).__name__}")
 

@@ -15,7 +15,8 @@ import torch
 
 from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
-from reminder_lightning.vlm.adapter import VLMAdapter, collate_encodings
+from reminder_lightning.vlm.adapter import VLMAdapter
+from reminder_lightning.vlm.collate import collate_encodings
 
 
 def forward_kwargs(model) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,107 @@
+"""Presenting a comparison from :func:`~reminder_lightning.evaluation.compare.compare_runs`: the Markdown
+tables (rates as ``value% [low, high]``), the spread across runs, and ``compare.md`` / ``compare.json`` /
+``compare.png`` on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reminder_lightning.evaluation.compare import PLOT_METRICS, across_runs
+
+
+def _cell(rate: dict[str, Any] | None) -> str:
+    if rate is None:
+        return "-"
+    lo, hi = rate["ci95"]
+    return f"{100 * rate['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """A Markdown table, one row per (benchmark, judge, run), rates as ``value% [low, high]``."""
+    lines = [
+        "| benchmark | judge | run | n | ASR | refusal (harmful) | over-refusal | benign unchanged | "
+        "gate rate harmful / benign | tokens before flag |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["results"]:
+        asr = _cell(row["asr"]) + (f" ({row['undecided']} undecided)" if row["undecided"] else "")
+        gate = f"{_cell(row['gate_rate_harmful'])} / {_cell(row['gate_rate_benign'])}"
+        tokens = "-" if row["tokens_before_flag"] is None else f"{row['tokens_before_flag']:.1f}"
+        lines.append(
+            f"| {row['benchmark']} | {row['judge']} | {row['run']} | {row['n']} | {asr} | "
+            f"{_cell(row['refusal_rate'])} | {_cell(row['over_refusal'])} | {_cell(row['benign_unchanged'])} | "
+            f"{gate} | {tokens} |"
+        )
+    lines += ["", f"Intervals are Wilson 95% (in %). Baseline: {result['baseline']}."]
+    spread = result.get("across_runs") or across_runs(result)
+    if spread:
+        others = len({r["label"] for r in result["runs"]}) - 1
+        lines += ["", f"Across the {others} runs other than the baseline:", "", spread_table(spread)]
+    return "\n".join(lines)
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per benchmark x judge x metric, ``mean ± sd [min, max]`` in percent."""
+    lines = ["| benchmark | judge | metric | runs | mean ± sd [min, max] |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['benchmark']} | {r['judge']} | {r['metric']} | {r['runs']} | {100 * r['mean']:.1f}% ± "
+            f"{100 * r['sd']:.1f} [{100 * r['min']:.1f}, {100 * r['max']:.1f}] |"
+        )
+    return "\n".join(lines)
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    """One panel per benchmark (and judge), grouped bars per run, Wilson error bars, in %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(b, j) for b in result["benchmarks"] for j in result["judges"]]
+    labels = [r["label"] for r in result["runs"]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), squeeze=False)
+    for ax, (bench, judge) in zip(axes[:, 0], panels, strict=True):
+        rows = {r["run"]: r for r in result["results"] if r["benchmark"] == bench and r["judge"] == judge}
+        metrics = [(m, name) for m, name in PLOT_METRICS if any(rows[lab][m] is not None for lab in labels)]
+        width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            xs, values, errs = [], [], [[], []]
+            for j, (metric, _) in enumerate(metrics):
+                rate = rows[label][metric]
+                if rate is not None:
+                    xs.append(j + (i - (len(labels) - 1) / 2) * width)
+                    values.append(100 * rate["value"])
+                    errs[0].append(100 * (rate["value"] - rate["ci95"][0]))
+                    errs[1].append(100 * (rate["ci95"][1] - rate["value"]))
+            ax.bar(xs, values, width, yerr=errs, capsize=3, label=label)
+        ax.set_xticks(range(len(metrics)), [name for _, name in metrics], rotation=15)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("%")
+        ax.set_title(f"{bench} (judge {judge})")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_comparison(result: dict[str, Any], output_dir: Path | str) -> list[Path]:
+    """Write ``compare.md``, ``compare.json`` and ``compare.png`` into ``output_dir``; returns their paths."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md_path, json_path, png_path = out / "compare.md", out / "compare.json", out / "compare.png"
+    runs = [
+        f"- **{r['label']}**{' (baseline)' if r['baseline'] else ''}: `{r['folder']}`; model `{r['model']}`; "
+        f"decoding `{json.dumps(r['decoding'])}`; defence `{json.dumps(r['defence'])}`"
+        for r in result["runs"]
+    ]
+    md = ["# Comparison of evaluation runs", "", compare_table(result), "", "## Runs", "", *runs]
+    if result["skipped"]:
+        md += ["", "## Skipped", "", *(f"- {s['kind']} {s['name']}: {s['reason']}" for s in result["skipped"])]
+    md_path.write_text("\n".join(md) + "\n")
+    json_path.write_text(json.dumps(result, indent=2, allow_nan=False, default=str))
+    _plot(result, png_path)
+    return [md_path, json_path, png_path]

@@ -1,0 +1,59 @@
+"""Tiny random LLaVA-1.5: CLIP vision tower, MLP projector, Llama LM."""
+
+from __future__ import annotations
+
+import torch
+
+from reminder_lightning.vlm.tiny.tokenizers import (
+    INIT_RANGE,
+    LLAVA_CHAT_TEMPLATE,
+    _padded_vocab,
+    llama_style_tokenizer,
+    llava_processor,
+)
+
+
+def build_tiny_llava(seed: int = 0):
+    """LLaVA-1.5 layout: CLIP vision tower (56 px, patch 14 -> 16 image tokens), MLP projector, Llama LM."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
+
+    tokenizer = llama_style_tokenizer()
+    processor = llava_processor(tokenizer, 56, LLAVA_CHAT_TEMPLATE)
+    vocab = _padded_vocab(tokenizer)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            initializer_range=INIT_RANGE,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        initializer_range=INIT_RANGE,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    return model, processor

@@ -1,0 +1,85 @@
+"""Tiny random Qwen2-VL: ViT with 2x2 patch merging, dynamic resolution, M-RoPE Qwen2 LM."""
+
+from __future__ import annotations
+
+import torch
+
+from reminder_lightning.vlm.processors import processor_without_torchvision, torchvision_available
+from reminder_lightning.vlm.tiny.tokenizers import (
+    INIT_RANGE,
+    QWEN2_VL_CHAT_TEMPLATE,
+    _padded_vocab,
+    train_tokenizer,
+)
+
+
+def build_tiny_qwen2_vl(seed: int = 0):
+    """Qwen2-VL layout: ViT with 2x2 patch merging, dynamic resolution (56-112 px), M-RoPE Qwen2 LM."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    tokenizer = train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.padding_side = "left"
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    if torchvision_available():
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+        processor = Qwen2VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(),
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        )
+    else:
+        processor = processor_without_torchvision(
+            Qwen2VLProcessor,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        )
+    vocab = _padded_vocab(tokenizer)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids["<|endoftext|>"],
+            "initializer_range": INIT_RANGE,
+        },
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 64,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_channels": 3,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        initializer_range=INIT_RANGE,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    return model, processor
