@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from reminder_lightning.data.datamodule import HarmfulBenignDataModule
 from reminder_lightning.training.module import SafetyReminderModule
@@ -25,10 +25,39 @@ class ReminderCLI(LightningCLI):
         _refuse_data_schedule(sys.argv[1:] if args is None else list(args))
         super().parse_arguments(parser, args)
 
+    def _parse_ckpt_path(self) -> None:
+        """Resuming with ``--ckpt_path``: the checkpoint gives the trained tensors and optimizer state; the config
+        and the command line give every setting. (Lightning would put the checkpoint's hyper-parameters back over
+        them, so a new ``--model.export_path`` or threshold would be silently ignored.) Settings that change what
+        the stored tensors mean (the model, the number of reminder tokens) must agree with the checkpoint."""
+        import torch
+
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        stored = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        model = self.config[sub].get("model")
+        for key, current, before in (
+            ("model.num_tokens", model.get("num_tokens"), stored.get("num_tokens")),
+            ("model.vlm.name_or_path", model.get("vlm", {}).get("name_or_path"), _vlm_name(stored.get("vlm"))),
+        ):
+            if before is not None and current != before:
+                raise ValueError(
+                    f"--ckpt_path {ckpt_path} was trained with {key}={before!r}, but this run sets {current!r}: "
+                    f"its tensors belong to that setting. Fix: set {key} to {before!r}, or train from scratch."
+                )
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.vlm", "data.init_args.vlm")
         parser.link_arguments("model.num_tokens", "data.init_args.num_tokens")
         parser.link_arguments("model.schedule", "data.init_args.schedule")
+
+
+def _vlm_name(vlm) -> str | None:
+    if vlm is None:
+        return None
+    return vlm.get("name_or_path") if isinstance(vlm, dict) else getattr(vlm, "name_or_path", None)
 
 
 def _refuse_data_schedule(argv: list[str]) -> None:
@@ -56,6 +85,18 @@ def _refuse_data_schedule(argv: list[str]) -> None:
                 value = (data.get("init_args") or {}).get("schedule", data.get("schedule"))
                 if value is not None:
                     found(f"The config file {path} (data.init_args.schedule)", value)
+
+
+class SaveConfigToOutputDir(SaveConfigCallback):
+    """``test`` saves its full configuration beside its results (``<output_dir>/config.yaml``), not in the working
+    directory: the evaluation runs without a logger, so Lightning's log dir would be wherever it was started."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        path = Path(pl_module.output_dir) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(
+            self.config, str(path), skip_none=False, overwrite=self.overwrite, multifile=self.multifile
+        )
 
 
 class EvaluationCLI(LightningCLI):
@@ -97,7 +138,8 @@ def main(args: list[str] | None = None, run: bool = True):
             EvaluationModule,
             BenchmarkDataModule,
             seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
+            save_config_callback=SaveConfigToOutputDir,
+            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             auto_configure_optimizers=False,
             args=None if args is None else argv,
             run=run,

@@ -17,11 +17,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from reminder_lightning.data.records import Record, load_image
+from reminder_lightning.data.records import Record, RecordError, load_image
 from reminder_lightning.data.sapt import SaptSettings, encode_example, prefix_and_target
 from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.schedule import ReminderSchedule
-from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec, collate_encodings
+from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec
+from reminder_lightning.vlm.collate import collate_encodings
 
 
 class SaptDataset(Dataset):
@@ -88,6 +89,19 @@ class SaptCollator:
         for item in items:
             keys += [k for k in PromptBuilder.token_keys(item) if k not in keys]
         return collate_encodings(items, keys, self.pad_values, padding_side="right")
+
+
+def check_images(records: list[Record]) -> None:
+    """Open every record's image before the first step (a broken or missing image fails now, naming its record,
+    not hours into training), with a progress bar on large sets."""
+    from tqdm.auto import tqdm
+
+    with_images = [r for r in records if r.image is not None]
+    bar = tqdm(with_images, desc="checking images", unit="img", disable=len(with_images) < 256, leave=False)
+    for record in bar:
+        image = load_image(record)
+        if min(image.size) < 1:
+            raise RecordError(f"{record.source}: record '{record.id}', field 'image': the image is empty.")
 
 
 def mix_records(
@@ -163,6 +177,11 @@ class HarmfulBenignDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_examples is not None and (isinstance(num_examples, bool) or num_examples < 1):
+            raise ValueError(
+                f"num_examples must be >= 1 (or null for every record), got {num_examples!r}: "
+                "a fit with no examples would train nothing."
+            )
         self.harmful_source = harmful
         self.benign_source = benign
         self.num_examples = num_examples
@@ -197,6 +216,7 @@ class HarmfulBenignDataModule(L.LightningDataModule):
                 raise ValueError(
                     f"The benign source gave a harmful record {rec.id!r} ({rec.source}); check its kind."
                 )
+        check_images(harmful + benign)
         harmful_train, harmful_val = self._split(harmful, "harmful")
         benign_train, benign_val = self._split(benign, "benign")
         train = mix_records(harmful_train, benign_train, self.num_examples, self.harmful_fraction, self.seed)

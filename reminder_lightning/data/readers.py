@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,18 @@ def rows_of(path: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[Path, int, 
 
 
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the rows of a ``.json`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file as dicts, lazily."""
+    """Yield the rows of a ``.json`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file as dicts, lazily; a file that is
+    not UTF-8 text fails with its name, the byte offset and the fix."""
+    try:
+        yield from _read_rows(path)
+    except UnicodeDecodeError as err:
+        raise RecordError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}). Fix: re-encode the file as UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)."
+        ) from err
+
+
+def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
     suffix = check_suffix(path, SUPPORTED_SUFFIXES)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -84,10 +96,13 @@ def make_record(
     default_id: str,
     where: str,
     image_base: Path | None,
+    confine: bool = True,
 ) -> Record:
     """Map one row onto a :class:`Record`, raising :class:`RecordError` for a missing required field."""
     record_id = optional_text(row, fields.id) or default_id
     label = f"{where}: record '{record_id}' (row {row_index})"
+    if kind == "benign":
+        _refuse_harmful_row(row, fields, label)
     harmful = required_text(row, fields.harmful_answer, "harmful_answer", label) if kind == "harmful" else None
     return Record(
         id=record_id,
@@ -95,14 +110,45 @@ def make_record(
         safe_answer=required_text(row, fields.safe_answer, "safe_answer", label),
         is_safe=kind == "benign",
         harmful_answer=harmful,
-        image=image_value(row.get(fields.image) if fields.image else None, image_base, label),
+        image=image_value(row.get(fields.image) if fields.image else None, image_base, label, confine),
         category=optional_text(row, fields.category),
         source=f"{where} row {row_index}",
     )
 
 
-def image_value(value: Any, base: Path | None, label: str) -> str | bytes | None:
-    """Normalise an image cell to an absolute path, encoded bytes or ``None``."""
+HARMFUL_LABELS = {"harmful", "unsafe", "jailbreak"}  # text of a row's label / kind / safety column
+
+
+def _refuse_harmful_row(row: dict[str, Any], fields: FieldMap, label: str) -> None:
+    """A row that says it is harmful must not be trained as a benign one (its refusal would be taught as the
+    helpful continuation of a harmful request)."""
+    harmful_answer = row.get(fields.harmful_answer) if fields.harmful_answer else None
+    if isinstance(harmful_answer, str) and harmful_answer.strip():
+        raise RecordError(
+            f"{label}: a benign record with a '{fields.harmful_answer}' (harmful answer): this row is harmful. "
+            "Fix: load this file with kind: harmful, or drop the column from benign data."
+        )
+    for column, says_harmful in (
+        ("label", HARMFUL_LABELS),
+        ("kind", HARMFUL_LABELS),
+        ("safety", HARMFUL_LABELS),
+        ("is_safe", {"false", "0"}),
+    ):
+        value = row.get(column)
+        if value is not None and str(value).strip().lower() in says_harmful:
+            raise RecordError(
+                f"{label}: column '{column}' is {value!r}, but the source is kind: benign. Fix: load harmful rows "
+                "with kind: harmful (split the file), or drop them."
+            )
+
+
+def image_value(value: Any, base: Path | None, label: str, confine: bool = True) -> str | bytes | None:
+    """Normalise an image cell to an absolute path, encoded bytes or ``None``.
+
+    With ``confine`` (the default) a path must resolve (symlinks followed) inside ``base`` (``image_root``, or the
+    data file's folder) or the working directory: a path that climbs out (``../../etc/passwd``) or an absolute path
+    elsewhere is refused, since the file would be read, logged and uploaded with sample tables.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -111,18 +157,20 @@ def image_value(value: Any, base: Path | None, label: str) -> str | bytes | None
         if value.get("bytes"):
             return bytes(value["bytes"])
         if value.get("path"):
-            return image_value(value["path"], base, label)
+            return image_value(value["path"], base, label, confine)
         raise RecordError(f"{label}, field 'image': image struct has neither bytes nor path. Fix: re-export it.")
     if isinstance(value, str):
         path = Path(value).expanduser()
-        if path.is_absolute():
-            return str(path)
-        if base is None:
-            raise RecordError(
-                f"{label}, field 'image': relative path '{value}' and no folder to resolve it against. "
-                "Fix: set `image_root`."
-            )
-        return str(base / path)
+        if not path.is_absolute():
+            if base is None:
+                raise RecordError(
+                    f"{label}, field 'image': relative path '{value}' and no folder to resolve it against. "
+                    "Fix: set `image_root`."
+                )
+            path = base / path
+        if confine:
+            _check_inside(path, value, base, label)
+        return str(path)
     from PIL import Image
 
     if isinstance(value, Image.Image):
@@ -133,6 +181,18 @@ def image_value(value: Any, base: Path | None, label: str) -> str | bytes | None
         f"{label}, field 'image': holds {type(value).__name__}; expected a path, bytes or an image struct. "
         "Fix: set fields.image to the image column, or to null for text-only data."
     )
+
+
+def _check_inside(path: Path, value: str, base: Path | None, label: str) -> None:
+    resolved = os.path.realpath(path)
+    roots = [os.path.realpath(r) for r in (base, Path.cwd()) if r is not None]
+    if not any(resolved == r or resolved.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        raise RecordError(
+            f"{label}, field 'image': '{value}' resolves to {resolved}, outside the data root "
+            f"({' and '.join(roots)}). Image paths must stay inside it: a path elsewhere would be read, logged "
+            "and uploaded with sample tables. Fix: set `image_root` to the folder that holds the images, or "
+            "`allow_outside_root: true` on this data source if the path is intended."
+        )
 
 
 def data_files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -59,6 +59,26 @@ def load_image(record: Record) -> Image.Image:
     return decode_image(record.image, record.source, record.id)
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, scaling 16-bit grey (``I;16``, or ``I`` holding values above 255) and float grey in [0, 1] to 8 bits:
+    PIL's ``convert`` clips values above 255, which turns a 16-bit PNG near white."""
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return image.convert("RGB")
+    import numpy as np
+    from PIL import Image as PILImage
+
+    values = np.asarray(image, dtype=np.float64)
+    peak = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
+        top = 65535.0
+    elif image.mode == "F" and peak <= 1.0:
+        top = 1.0
+    else:
+        top = 255.0
+    grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return PILImage.fromarray(grey).convert("RGB")
+
+
 def decode_image(image: str | bytes | None, source: str, record_id: str) -> Image.Image:
     """Decode an image given as a path or encoded bytes; errors name ``source``, ``record_id`` and the field."""
     from PIL import Image, UnidentifiedImageError
@@ -82,7 +102,7 @@ def decode_image(image: str | bytes | None, source: str, record_id: str) -> Imag
     try:
         with Image.open(fp) as image:
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise RecordError(
             f"{where}: cannot decode the image ({what}): {err}. Fix: re-export the image as PNG or JPEG, "

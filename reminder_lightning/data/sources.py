@@ -54,6 +54,8 @@ class LocalRecords(RecordSource):
         fields: Column names of the record fields, when they differ from the defaults of :class:`FieldMap`.
         image_root: Folder that relative image paths resolve against; default: the data file's folder.
         limit: Read only the first ``limit`` rows.
+        allow_outside_root: Accept image paths outside ``image_root`` (or the file's folder) and the working
+            directory; off by default (see :func:`~reminder_lightning.data.readers.image_value`).
     """
 
     def __init__(
@@ -63,9 +65,10 @@ class LocalRecords(RecordSource):
         fields: FieldMap | None = None,
         image_root: str | None = None,
         limit: int | None = None,
+        allow_outside_root: bool = False,
     ) -> None:
         self.path, self.kind, self.fields = Path(path), kind, fields or FieldMap()
-        self.image_root, self.limit = image_root, limit
+        self.image_root, self.limit, self.allow_outside_root = image_root, limit, allow_outside_root
         check_suffix(self.path, SUPPORTED_SUFFIXES)
         check_settings(self.fields, kind, limit)
 
@@ -80,7 +83,12 @@ class LocalRecords(RecordSource):
         records, columns = [], set()
         for i, row in enumerate(islice(read_rows(self.path), self.limit)):
             columns.update(row)
-            records.append(make_record(row, self.fields, self.kind, i, f"{self.name}:{i}", str(self.path), base))
+            records.append(
+                make_record(
+                    row, self.fields, self.kind, i, f"{self.name}:{i}", str(self.path), base,
+                    confine=not self.allow_outside_root,
+                )
+            )  # fmt: skip
         check_optional_columns(self.fields, columns, str(self.path))
         return checked(records, str(self.path))
 

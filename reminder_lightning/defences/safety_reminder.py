@@ -6,6 +6,7 @@ from typing import Literal
 
 from reminder_lightning.defences.base import DecodingSettings, Defence
 from reminder_lightning.reminder.api import SafetyReminder
+from reminder_lightning.reminder.artifact import file_sha256
 from reminder_lightning.reminder.generation import ReminderGenerator, ReminderOutput
 
 
@@ -37,24 +38,33 @@ class SafetyReminderDefence(Defence):
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.overrides.update(keep_checking_after_flag=keep_checking_after_flag, return_text=return_text)
         self.reminder: SafetyReminder | None = None
+        self.sha256: str | None = None
         self.generator: ReminderGenerator | None = None
 
+    def load(self) -> SafetyReminder:
+        """The artifact (validated) with this defence's overrides; loaded once."""
+        if self.reminder is None:
+            self.reminder = SafetyReminder.load(self.artifact, **self.overrides)
+            self.sha256 = file_sha256(self.artifact)
+        return self.reminder
+
     def setup(self, adapter) -> None:
-        self.reminder = SafetyReminder.load(self.artifact, **self.overrides)
-        self.generator = self.reminder.generator(adapter)
+        self.generator = self.load().generator(adapter)
 
     def generate(self, images, prompts, decoding: DecodingSettings) -> list[ReminderOutput]:
         return self.generator.generate(images, prompts, **decoding.as_dict())
 
     def describe(self) -> dict:
-        cfg = self.reminder.config if self.reminder is not None else None
-        out = {"name": self.name, "artifact": self.artifact}
-        if cfg is not None:
-            schedule = cfg.schedule
-            out.update(
-                mode=schedule.mode.value,
-                interval=schedule.interval,
-                threshold=schedule.threshold,
-                return_text=cfg.return_text,
-            )
-        return out
+        """Name, artifact (path and SHA-256 of the file), and the settings in force (recorded with every answer:
+        a results folder made with another artifact or threshold is refused on resume)."""
+        cfg = self.load().config
+        schedule = cfg.schedule
+        return {
+            "name": self.name,
+            "artifact": self.artifact,
+            "artifact_sha256": self.sha256,
+            "mode": schedule.mode.value,
+            "interval": schedule.interval,
+            "threshold": schedule.threshold,
+            "return_text": cfg.return_text,
+        }

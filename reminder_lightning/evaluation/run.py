@@ -23,7 +23,13 @@ from reminder_lightning.data.records import decode_image
 from reminder_lightning.defences.base import DecodingSettings, Defence
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.judges.base import Judge
-from reminder_lightning.evaluation.store import JsonlAppender, done_keys, merge_generations, sample_key
+from reminder_lightning.evaluation.store import (
+    JsonlAppender,
+    check_same_run,
+    done_keys,
+    merge_generations,
+    sample_key,
+)
 from reminder_lightning.types import EvalSample, GenerationRecord
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
@@ -124,6 +130,7 @@ class EvaluationModule(L.LightningModule):
     def on_test_start(self) -> None:
         self.adapter.eval()
         self.defence.setup(self.adapter)
+        check_same_run(self.output_dir, self.defence.describe(), self.decoding.as_dict())
         self._writer = JsonlAppender(self.output_dir / f"generations.rank{self.global_rank}.jsonl")
 
     def test_step(self, batch: list[EvalSample], batch_idx: int) -> None:
@@ -146,6 +153,7 @@ class EvaluationModule(L.LightningModule):
         from reminder_lightning.evaluation.judging import judge_generations, score
         from reminder_lightning.evaluation.report import log_wandb_table, save_plots, summary_table, write_summary
 
+        check_same_run(self.output_dir, self.defence.describe(), self.decoding.as_dict())
         rows = merge_generations(self.output_dir, order)
         if order is not None:
             missing = set(order) - {r["key"] for r in rows}

@@ -97,6 +97,29 @@ def done_keys(output_dir: Path) -> set[str]:
     return keys
 
 
+def check_same_run(output_dir: Path, defence: dict[str, Any], decoding: dict[str, Any]) -> None:
+    """Refuse a results folder that holds answers of another run.
+
+    Resuming skips every answered sample, so answers made by another defence (or the same defence with another
+    artifact, threshold or decoding) would be reported as this run's. Every generation on disk must carry exactly
+    this ``defence`` description and these ``decoding`` settings.
+    """
+    for path in [output_dir / "generations.jsonl", *sorted(output_dir.glob("generations.rank*.jsonl"))]:
+        for row in read_jsonl(path):
+            for field, current in (("defence", defence), ("decoding", decoding)):
+                stored = row.get(field)
+                if stored != current:
+                    changed = sorted(
+                        k for k in set(stored or {}) | set(current) if (stored or {}).get(k) != current.get(k)
+                    )
+                    raise ValueError(
+                        f"{path}: record '{row.get('key')}' was generated with another {field} (differs in "
+                        f"{changed}: stored {stored}, this run {current}); resuming would report those answers as "
+                        "this run's. Fix: give this run its own output_dir (--model.output_dir), or delete "
+                        f"{output_dir} to start over."
+                    )
+
+
 def merge_generations(output_dir: Path, order: list[str] | None = None) -> list[dict[str, Any]]:
     """Union of the merged file and the rank files, first occurrence of each key kept, in ``order``."""
     seen: dict[str, dict[str, Any]] = {}

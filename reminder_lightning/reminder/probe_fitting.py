@@ -13,7 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from reminder_lightning.reminder.injection import ReminderInjector
-from reminder_lightning.vlm.adapter import VLMAdapter, collate_encodings
+from reminder_lightning.vlm.adapter import VLMAdapter
+from reminder_lightning.vlm.collate import collate_encodings
 
 Position = Literal["prompt_end", "reminder"]
 

@@ -87,12 +87,22 @@ class ReminderSchedule:
         """Read the fields an artifact stores (missing ones take the defaults), then apply ``overrides``."""
         values: dict[str, Any] = {}
         if "interval" in metadata:
-            values["interval"] = int(metadata["interval"])
+            values["interval"] = _parse(metadata, "interval", int)
         if "threshold" in metadata:
-            values["threshold"] = float(metadata["threshold"])
+            values["threshold"] = _parse(metadata, "threshold", float)
         if "mode" in metadata:
             values["mode"] = metadata["mode"]
         if "keep_checking_after_flag" in metadata:
-            values["keep_checking_after_flag"] = metadata["keep_checking_after_flag"] == "True"
+            flag = metadata["keep_checking_after_flag"]
+            if flag not in ("True", "False"):
+                raise ValueError(f"metadata 'keep_checking_after_flag' must be 'True' or 'False', got {flag!r}.")
+            values["keep_checking_after_flag"] = flag == "True"
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _parse(metadata: dict[str, str], key: str, kind: type) -> Any:
+    try:
+        return kind(metadata[key])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"metadata {key!r} must be {kind.__name__}, got {metadata[key]!r}.") from err

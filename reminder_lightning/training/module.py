@@ -55,6 +55,8 @@ class SafetyReminderModule(L.LightningModule):
         optimizer: Optimiser for the soft prompt (default: the reference AdamW).
         gradient_checkpointing: Recompute the frozen model's activations in backward (saves memory on 7B).
         export_path: Where to write ``reminder.safetensors`` at the end of fit; default: the run directory.
+        overwrite_export: Replace an existing file at the export path. Off by default: a fit that would overwrite
+            an earlier reminder stops before training, naming the file.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SafetyReminderModule(L.LightningModule):
         optimizer: OptimizerCallable = reference_adamw,
         gradient_checkpointing: bool = False,
         export_path: str | None = None,
+        overwrite_export: bool = False,
     ):
         super().__init__()
         if num_tokens < 1:
@@ -124,6 +127,12 @@ class SafetyReminderModule(L.LightningModule):
         return self.optimizer_factory(self.soft_prompt.parameters())
 
     def on_fit_start(self) -> None:
+        target = self._export_target()  # on every rank: trainer.log_dir is a collective call under DDP
+        if target.exists() and not self.hparams.overwrite_export:
+            raise FileExistsError(
+                f"{target} exists: this fit would overwrite that reminder when it ends. Fix: set "
+                "--model.export_path to a new file, or --model.overwrite_export true to replace it."
+            )
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         rank_zero_info(f"Safety Reminder: {trainable:,} trainable parameters, {frozen:,} frozen.")
@@ -173,6 +182,11 @@ class SafetyReminderModule(L.LightningModule):
 
     def on_fit_end(self) -> None:
         target = self._export_target()  # on every rank: trainer.log_dir is a collective call under DDP
+        if self.trainer.global_step == 0:
+            raise RuntimeError(
+                f"No optimisation step ran (0 training batches: check data.init_args.num_examples and the data "
+                f"files), so no reminder was trained; nothing is written to {target}."
+            )
         if self.trainer.is_global_zero:
             self.exported_path = self.export(target)
             rank_zero_info(f"Safety Reminder written to {self.exported_path}")

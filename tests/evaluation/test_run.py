@@ -79,6 +79,8 @@ def test_tiny_evaluation_writes_every_output(tmp_path, capsys):
     assert (tmp_path / "plots" / "asr_tiny_harmful_keyword.png").stat().st_size > 1000
     assert "| benchmark | defence | judge |" in capsys.readouterr().out
     assert cli.model.summary is not None
+    saved = (tmp_path / "config.yaml").read_text()  # the run's full config, beside its results
+    assert f"output_dir: {tmp_path}" in saved and "KeywordJudge" in saved
 
 
 def test_killed_evaluation_resumes_without_repeating_or_losing(tmp_path):

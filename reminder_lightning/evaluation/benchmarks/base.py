@@ -122,7 +122,12 @@ class Benchmark(ABC):
             raise ValueError(
                 f"{where}: field '{field}' {state}. Fields present: {sorted(row)}. {fix or self.layout_hint()}"
             )
-        return str(value)
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{where}: field '{field}' holds {type(value).__name__} ({value!r:.60}), expected text: it would be "
+                f"sent to the model as its Python repr. {fix or self.layout_hint()}"
+            )
+        return value
 
 
 def with_suffix(stem: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path | None:

@@ -56,6 +56,8 @@ class GenericBenchmark(Benchmark):
         n_per_category: Keep at most this many rows per category, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall.
+        allow_outside_root: Accept image paths outside ``image_root`` (or the file's folder) and the working
+            directory; off by default (see :func:`~reminder_lightning.data.readers.image_value`).
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class GenericBenchmark(Benchmark):
         n_per_category: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        allow_outside_root: bool = False,
     ) -> None:
         super().__init__(path, n_per_category=n_per_category, seed=seed, limit=limit)
+        self.allow_outside_root = allow_outside_root
         if not name.strip():
             raise ValueError("name is empty. Fix: give the benchmark a short name, e.g. 'tiny_harmful'.")
         self.name, self.harmful = name, harmful
@@ -97,7 +101,8 @@ class GenericBenchmark(Benchmark):
                 where = f"{file} row {i} (id '{sample_id}')"
                 fix = "Fix: fill it in, or set fields.question to the column that holds the question."
                 question = self.required(row, self.fields.question, where, fix)
-                image = image_value(row.get(self.fields.image) if self.fields.image else None, base, where)
+                cell = row.get(self.fields.image) if self.fields.image else None
+                image = image_value(cell, base, where, confine=not self.allow_outside_root)
                 if isinstance(image, str):
                     image = self.image_file(Path(image), f"{where}, field '{self.fields.image}'")
                 samples.append(

@@ -56,6 +56,14 @@ class ReminderGenerator:
                 f"The reminder has width {soft_prompt.hidden_size} but the model's hidden size is "
                 f"{adapter.hidden_size}: it was trained for another model."
             )
+        if probe is not None:
+            n = adapter.num_hidden_states
+            if probe.hidden_size != adapter.hidden_size or not -n <= probe.layer_index < n:
+                raise ValueError(
+                    f"The probe reads hidden_states[{probe.layer_index}] of width {probe.hidden_size}, but the model "
+                    f"has {n} hidden_states of width {adapter.hidden_size}: it was fitted on another model. Fix: "
+                    "refit it with `python -m reminder_lightning probe` on this model."
+                )
         self.adapter = adapter
         self.soft_prompt = soft_prompt.to(adapter.device) if soft_prompt is not None else None
         self.probe = probe.to(adapter.device) if probe is not None else None
