@@ -16,7 +16,7 @@ C="$RUN/configs"
 mkdir -p "$C"
 for f in configs/demo/*.yaml; do
   sed -e "s#runs/demo/\(reminder.safetensors\|gate_calibration.json\|eval/safety_reminder\|eval/val_safety_reminder\)#$RUN/\1#g" \
-    -e "s#\(default_root_dir\|save_dir\): runs/demo\$#\1: $RUN#" -e "s#runs/demo#$WORK#g" "$f" >"$C/$(basename "$f")"
+    -e "s#\(default_root_dir\|save_dir\): runs/demo\$#\1: $RUN#" -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$f")"
 done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reminder_lightning.evaluation.metrics import wilson_interval
+from reminder_lightning.evaluation.judging import judge_agreement
+from reminder_lightning.evaluation.metrics import leakage, wilson_interval
 from reminder_lightning.evaluation.store import read_jsonl
 
 REQUIRED_FIELDS = ("key", "benchmark", "harmful", "prompt", "image", "text", "flagged", "flag_step", "defence")
@@ -209,6 +210,7 @@ def compare_runs(
                 verdict = _verdicts(run, judge, keys)
                 decided = [verdict[r["key"]]["unsafe"] for r in harmful if verdict[r["key"]]["unsafe"] is not None]
                 same = sum(r["text"] == base["rows"][r["key"]]["text"] for r in benign)
+                leak = leakage(flagged)
                 results.append(
                     {
                         "benchmark": bench,
@@ -224,10 +226,12 @@ def compare_runs(
                         "benign_unchanged": None if run is base else _rate(same, len(benign)),
                         "gate_rate_harmful": _rate(len(flagged), len(harmful)),
                         "gate_rate_benign": _rate(sum(bool(r["flagged"]) for r in benign), len(benign)),
-                        "tokens_before_flag": (sum(r["flag_step"] for r in flagged) / len(flagged))
-                        if flagged
-                        else None,
-                        "n_flagged_harmful": len(flagged),
+                        "tokens_before_flag": leak["tokens_before_flag"],
+                        "leaked_over_15": _rate(leak["leaked"], leak["n_flagged_harmful"]),
+                        "n_flagged_harmful": leak["n_flagged_harmful"],
+                        "agreement": judge_agreement(
+                            judge, {j: _verdicts(run, j, keys) for j in judges}, harmful, [*harmful, *benign]
+                        ),
                     }
                 )
     described = [

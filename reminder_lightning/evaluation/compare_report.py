@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reminder_lightning.evaluation.compare import PLOT_METRICS, across_runs
+from reminder_lightning.evaluation.report import agreement_lines
 
 
 def _cell(rate: dict[str, Any] | None) -> str:
@@ -23,8 +24,8 @@ def compare_table(result: dict[str, Any]) -> str:
     """A Markdown table, one row per (benchmark, judge, run), rates as ``value% [low, high]``."""
     lines = [
         "| benchmark | judge | run | n | ASR | refusal (harmful) | over-refusal | benign unchanged | "
-        "gate rate harmful / benign | tokens before flag |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "gate rate harmful / benign | tokens before flag | flagged after > 15 tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["results"]:
         asr = _cell(row["asr"]) + (f" ({row['undecided']} undecided)" if row["undecided"] else "")
@@ -33,9 +34,12 @@ def compare_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['benchmark']} | {row['judge']} | {row['run']} | {row['n']} | {asr} | "
             f"{_cell(row['refusal_rate'])} | {_cell(row['over_refusal'])} | {_cell(row['benign_unchanged'])} | "
-            f"{gate} | {tokens} |"
+            f"{gate} | {tokens} | {_cell(row.get('leaked_over_15'))} |"
         )
     lines += ["", f"Intervals are Wilson 95% (in %). Baseline: {result['baseline']}."]
+    agreement = agreement_lines([{**r, "benchmark": f"{r['benchmark']} / {r['run']}"} for r in result["results"]])
+    if agreement:
+        lines += ["", "Judge agreement (Cohen's kappa):", "", *agreement]
     spread = result.get("across_runs") or across_runs(result)
     if spread:
         others = len({r["label"] for r in result["runs"]}) - 1

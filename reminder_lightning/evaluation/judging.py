@@ -10,7 +10,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reminder_lightning.evaluation.judges.base import Judge
-from reminder_lightning.evaluation.metrics import AttackSuccessRate, GateRate, MeanPSafe, RefusalRate
+from reminder_lightning.evaluation.metrics import (
+    AttackSuccessRate,
+    GateRate,
+    MeanPSafe,
+    RefusalRate,
+    cohen_kappa,
+    leakage,
+)
 from reminder_lightning.evaluation.store import JsonlAppender, read_jsonl
 
 
@@ -48,7 +55,8 @@ def judge_generations(
 
 
 def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One summary row per (benchmark, judge): n, ASR, over-refusal, gate rate, mean P(safe), per category."""
+    """One summary row per (benchmark, judge): n, ASR, over-refusal, gate rate, leakage (tokens before a flag on
+    harmful prompts), mean P(safe), per category."""
     by_bench: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_bench[row["benchmark"]].append(row)
@@ -95,10 +103,36 @@ def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, An
                     "undecided": int(asr.undecided.item()),
                     "over_refusal": float(refusal.compute()["overall"]) if benign else None,
                     "gate_rate": float(gate.compute()["overall"]),
+                    **leakage(harmful),
                     "mean_p_safe_harmful": float(p_safe_h.compute()) if p_safe_h.update_called else math.nan,
                     "mean_p_safe_benign": float(p_safe_b.compute()) if p_safe_b.update_called else math.nan,
                     "decoding": bench_rows[0].get("decoding"),
                     "selection": bench_rows[0].get("selection"),
+                    "agreement": judge_agreement(judge_name, verdicts, harmful, bench_rows),
                 }
             )
     return summary
+
+
+def judge_agreement(judge: str, verdicts: dict[str, dict[str, dict[str, Any]]], harmful, rows) -> dict[str, Any]:
+    """Cohen's kappa of ``judge`` with every other judge that ran: on ``unsafe`` over the harmful answers both
+    decided, and on ``refusal`` over all answers (None where there is nothing to compare)."""
+    out = {}
+    mine = verdicts[judge]
+    for other, theirs in verdicts.items():
+        if other == judge:
+            continue
+        decided = [r["key"] for r in harmful if None not in (mine[r["key"]]["unsafe"], theirs[r["key"]]["unsafe"])]
+        out[other] = {
+            "unsafe": cohen_kappa(
+                [bool(mine[k]["unsafe"]) for k in decided], [bool(theirs[k]["unsafe"]) for k in decided]
+            )
+            if decided
+            else None,
+            "refusal": cohen_kappa(
+                [bool(mine[r["key"]]["refusal"]) for r in rows], [bool(theirs[r["key"]]["refusal"]) for r in rows]
+            ),
+            "n_unsafe": len(decided),
+            "n_refusal": len(rows),
+        }
+    return out

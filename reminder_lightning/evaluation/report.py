@@ -15,9 +15,13 @@ def _pct(value: float | None) -> str:
 
 
 def summary_table(summary: list[dict[str, Any]]) -> str:
-    """A Markdown table: benchmark x defence x judge with n, ASR, over-refusal, gate rate, mean P(safe)."""
-    head = "| benchmark | defence | judge | n | ASR | over-refusal | gate rate | P(safe) harmful / benign |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table: benchmark x defence x judge with n, ASR, over-refusal, gate rate, leakage (mean tokens
+    before a flag on harmful prompts; flagged after more than 15 tokens / flagged), mean P(safe)."""
+    head = (
+        "| benchmark | defence | judge | n | ASR | over-refusal | gate rate | tokens before flag (> 15 / flagged) "
+        "| P(safe) harmful / benign |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for row in summary:
         p_h, p_b = row["mean_p_safe_harmful"], row["mean_p_safe_benign"]
         p_text = (
@@ -28,9 +32,32 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
         asr = _pct(row["asr"]) + (f" ({row['undecided']} undecided)" if row.get("undecided") else "")
         lines.append(
             f"| {row['benchmark']} | {row['defence']} | {row['judge']} | {row['n']} | {asr} | "
-            f"{_pct(row['over_refusal'])} | {_pct(row['gate_rate'])} | {p_text} |"
+            f"{_pct(row['over_refusal'])} | {_pct(row['gate_rate'])} | {_leak(row)} | {p_text} |"
         )
     return "\n".join(lines)
+
+
+def _leak(row: dict[str, Any]) -> str:
+    if not row.get("n_flagged_harmful"):
+        return "-"
+    return f"{row['tokens_before_flag']:.1f} ({row['leaked']} / {row['n_flagged_harmful']})"
+
+
+def agreement_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """One line per benchmark and pair of judges: kappa on unsafe (harmful answers) and on refusal (all)."""
+    lines, seen = [], set()
+    for row in summary:
+        for other, k in (row.get("agreement") or {}).items():
+            pair = (row["benchmark"], *sorted((row["judge"], other)))
+            if pair in seen:
+                continue
+            seen.add(pair)
+            unsafe = "-" if k["unsafe"] is None else f"{k['unsafe']:.3f} (n={k['n_unsafe']})"
+            lines.append(
+                f"- {row['benchmark']}: {row['judge']} vs {other}: unsafe {unsafe}, refusal "
+                f"{k['refusal']:.3f} (n={k['n_refusal']})"
+            )
+    return lines
 
 
 def write_summary(output_dir: Path, summary: list[dict[str, Any]], run_info: dict[str, Any]) -> tuple[Path, Path]:
@@ -46,6 +73,9 @@ def write_summary(output_dir: Path, summary: list[dict[str, Any]], run_info: dic
     md = ["# Evaluation summary", "", summary_table(summary), "", "## Settings", "", settings]
     if per_cat:
         md += ["", "## ASR per category", "", *per_cat]
+    agreement = agreement_lines(summary)
+    if agreement:
+        md += ["", "## Judge agreement (Cohen's kappa)", "", *agreement]
     md_path.write_text("\n".join(md) + "\n")
     return json_path, md_path
 

@@ -166,6 +166,9 @@ def test_rates_counts_and_intervals(two_runs):
     assert_rate(defended["gate_rate_harmful"], 4, 64)
     assert defended["tokens_before_flag"] == pytest.approx(32.0)  # (16 + 32 + 32 + 48) / 4
     assert defended["n_flagged_harmful"] == 4
+    assert (
+        defended["leaked_over_15"]["hits"] == 4 and defended["leaked_over_15"]["n"] == 4
+    )  # all after > 15 tokens
     assert defended["over_refusal"] is None and defended["benign_unchanged"] is None
     assert defended["gate_rate_benign"] is None and defended["undecided"] == 0
 
@@ -175,6 +178,7 @@ def test_rates_counts_and_intervals(two_runs):
     assert_rate(base["refusal_rate"], 23, 64)
     assert_rate(base["gate_rate_harmful"], 0, 64)
     assert base["tokens_before_flag"] is None and base["n_flagged_harmful"] == 0
+    assert base["leaked_over_15"] is None
 
     benign = find(result, "mmvet", "safety_reminder (gated)")
     assert_rate(benign["benign_unchanged"], 7, 10)  # "answer 7 " differs from "answer 7": exact identity
@@ -216,6 +220,7 @@ def test_table_and_files(two_runs, tmp_path):
     assert "| advbench | keyword | none | 64 | 63.5% [51.1, 74.3] (1 undecided) |" in table
     assert "| 0.0% [0.0, 5.7] / - | - |" in table  # baseline gate rate on advbench, no flags
     assert "| 70.0% [39.7, 89.2] | - / 10.0% [1.8, 40.4] | - |" in table  # mmvet unchanged, gate rates
+    assert "| 32.0 | 100.0% [51.0, 100.0] |" in table  # leakage: 4 flags, all after more than 15 tokens
     assert "Wilson 95%" in table and "Baseline: none." in table
 
     paths = write_comparison(result, tmp_path / "out")
