@@ -141,6 +141,15 @@ def test_defect_4_zero_training_examples_is_refused(tmp_path):
     assert not list(tmp_path.rglob("reminder.safetensors"))
 
 
+def test_a_prompt_too_long_for_max_length_stops_before_the_first_step(tmp_path):
+    # (found by the demo: a 447-token code prompt drawn by one training seed crashed that fit mid-epoch)
+    with pytest.raises(
+        RecordError, match=r"leave no room for an answer within sapt.max_length=24 .*Nothing was trained"
+    ):
+        run_fit(tmp_path, "--trainer.max_epochs=1", "--data.init_args.sapt.max_length=24")
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("reminder.safetensors"))
+
+
 def test_defect_5_resume_keeps_the_command_line_and_never_overwrites(tmp_path):
     first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
     common = ["--data.init_args.num_examples=8"]

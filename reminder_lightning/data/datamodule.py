@@ -104,6 +104,27 @@ def check_images(records: list[Record]) -> None:
             raise RecordError(f"{record.source}: record '{record.id}', field 'image': the image is empty.")
 
 
+def check_prompt_lengths(records: list[Record], builder: PromptBuilder, num_tokens: int, max_length: int) -> None:
+    """Encode every drawn record's prompt (image included) before the first step: prompt and image tokens are
+    never cut, so a prompt that leaves no room for the reminder and an answer would fail mid-epoch, hours in."""
+    from tqdm.auto import tqdm
+
+    too_long = []
+    bar = tqdm(records, desc="checking prompt lengths", unit="prompt", disable=len(records) < 256, leave=False)
+    for record in bar:
+        image = load_image(record) if record.image is not None else None
+        length = int(builder.encode_prompt(record.question, image)["input_ids"].shape[1])
+        if length + num_tokens >= max_length:
+            too_long.append(f"'{record.id}' ({record.source}): {length} tokens")
+    if too_long:
+        raise RecordError(
+            f"{len(too_long)} drawn record(s) leave no room for an answer within sapt.max_length={max_length} "
+            f"(prompt and image tokens + {num_tokens} reminder tokens are never cut): {'; '.join(too_long[:5])}"
+            f"{' ...' if len(too_long) > 5 else ''}. Fix: raise data.init_args.sapt.max_length, or shorten or drop "
+            "those records. Nothing was trained."
+        )
+
+
 def mix_records(
     harmful: list[Record], benign: list[Record], num_examples: int | None, harmful_fraction: float, seed: int
 ) -> list[Record]:
@@ -220,6 +241,7 @@ class HarmfulBenignDataModule(L.LightningDataModule):
         harmful_train, harmful_val = self._split(harmful, "harmful")
         benign_train, benign_val = self._split(benign, "benign")
         train = mix_records(harmful_train, benign_train, self.num_examples, self.harmful_fraction, self.seed)
+        check_prompt_lengths(train + harmful_val + benign_val, self.builder, self.num_tokens, self.sapt.max_length)
         self.train_set = SaptDataset(train, self.builder, placeholder_ids, self.sapt, self.seed, self.schedule)
         if harmful_val or benign_val:
             val = harmful_val + benign_val
