@@ -180,6 +180,12 @@ def select_gate(
             "val_check_auc": _auc(p_h, p_b) if len(p_h) and len(p_b) else float("nan"),
             "val_check_fpr": float((p_b < threshold).float().mean()) if len(p_b) else float("nan"),
         }
+    over = [n for n, sc in scores.items() if sc["val_fpr"] > target_fpr + 1e-9]
+    if over:  # by construction never; a gate that flags more benign answers than asked is not exported
+        raise RuntimeError(
+            f"Gate candidates {over} flag more than target_fpr={target_fpr} of validation benign answers "
+            f"({[scores[n]['val_fpr'] for n in over]}); the threshold rule is broken. Nothing is exported."
+        )
     best = max(
         scores,
         key=lambda n: (scores[n]["val_tpr"], _nan_low(scores[n]["val_check_auc"]), -scores[n]["components"]),

@@ -100,8 +100,12 @@ def margin_threshold(p_safe_harmful: torch.Tensor, p_safe_benign: torch.Tensor, 
     """
     upper = threshold_for_fpr(p_safe_benign, target_fpr)
     flagged = p_safe_harmful.float()[p_safe_harmful.float() < upper]
-    if len(flagged) == 0 or upper >= 1.0:
+    if len(flagged) == 0 or upper >= 1.0 or upper <= 0.0:
         return upper
-    eps = 1e-6
-    lo, hi = torch.tensor(float(flagged.max())).clamp(eps, 1 - eps), torch.tensor(upper).clamp(eps, 1 - eps)
-    return float(torch.sigmoid((torch.logit(lo) + torch.logit(hi)) / 2))
+    # float64 log-odds: saturated scores (P(safe) ~ 1e-8) must not be clamped up past the benign score, which
+    # would flag benign answers the at-FPR threshold leaves alone (an earlier 1e-6 clamp did exactly that).
+    tiny = 1e-300
+    lo = torch.tensor(max(float(flagged.max()), tiny), dtype=torch.float64)
+    hi = torch.tensor(upper, dtype=torch.float64)
+    mid = float(torch.sigmoid((torch.logit(lo) + torch.logit(hi)) / 2))
+    return min(max(mid, float(flagged.max())), upper)

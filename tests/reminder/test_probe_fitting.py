@@ -150,3 +150,17 @@ def test_probe_command_calibrates_the_gate_on_answers_and_writes_it_into_the_art
     assert art.probe.layer_index == calibration["layer"] and art.probe.num_components == calibration["components"]
     assert art.threshold == pytest.approx(report["threshold"]) and art.schedule.mode.value == "gated"
     assert art.interval == 8 and json.loads(art.metadata["gate"])["chosen"] == report["chosen"]
+
+
+def test_margin_threshold_never_flags_more_than_at_fpr_with_saturated_scores():
+    """Found by a training seed of the demo: with P(safe) ~ 1e-8 on both sides a 1e-6 clamp put the mid-gap
+    threshold above three benign answers the at-FPR threshold left alone (validation FPR 3% at a 1% target)."""
+    from reminder_lightning.reminder.probe_fitting import margin_threshold, threshold_for_fpr
+
+    harmful = torch.tensor([1e-12, 5e-10, 2e-9, 0.0])
+    benign = torch.cat([torch.tensor([3e-9, 4e-9, 8e-9]), torch.linspace(0.5, 1.0, 97)])
+    upper = threshold_for_fpr(benign, 0.01)
+    mid = margin_threshold(harmful, benign, 0.01)
+    assert upper == pytest.approx(4e-9) and 2e-9 <= mid <= upper
+    assert int((benign < mid).sum()) == int((benign < upper).sum()) == 1  # 1% of 100, as asked
+    assert int((harmful < mid).sum()) == 4
