@@ -162,5 +162,6 @@ def test_margin_threshold_never_flags_more_than_at_fpr_with_saturated_scores():
     upper = threshold_for_fpr(benign, 0.01)
     mid = margin_threshold(harmful, benign, 0.01)
     assert upper == pytest.approx(4e-9) and 2e-9 <= mid <= upper
-    assert int((benign < mid).sum()) == int((benign < upper).sum()) == 1  # 1% of 100, as asked
+    assert int((benign < mid).sum()) <= int((benign < upper).sum()) == 1  # at most 1% of 100, as asked
+    assert int((benign < 1e-6).sum()) == 3  # what the old clamp to 1e-6 flagged
     assert int((harmful < mid).sum()) == 4

@@ -54,6 +54,8 @@ class VLSafeHarmlessness(Benchmark):
         for i, row in enumerate(read_rows(path)):
             where = f"{path} line {i + 1}"
             fix = f"Fix: point root at {FILE_NAME} (keys image_id, caption, query)."
+            if isinstance(row.get("image_id"), int) and not isinstance(row["image_id"], bool):
+                row = {**row, "image_id": str(row["image_id"])}  # an integer COCO id is a documented form
             image_id = self.required(row, "image_id", where, fix)
             if image_id.isdigit():
                 image_id = f"{int(image_id):012d}.jpg"  # COCO file names are the zero-padded id
