@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reminder_lightning.evaluation.compare import PLOT_METRICS, across_runs
 from reminder_lightning.evaluation.report import agreement_lines
+from reminder_lightning.evaluation.spread import PLOT_METRICS, across_runs
 
 
 def _cell(rate: dict[str, Any] | None) -> str:
