@@ -20,6 +20,8 @@ class SafetyReminderDefence(Defence):
         threshold: Gate threshold; default: the artifact's.
         keep_checking_after_flag: Keep checking after a flag.
         return_text: ``full`` (what the user sees, judged by default) or ``after_reminder`` (the reference).
+        refusal_room: Tokens an answer may still generate after its kept reminder, past the decoding budget if need
+            be (0: the budget is hard; see :class:`~reminder_lightning.reminder.generation.ReminderGenerationConfig`).
     """
 
     name = "safety_reminder"
@@ -32,11 +34,14 @@ class SafetyReminderDefence(Defence):
         threshold: float | None = None,
         keep_checking_after_flag: bool = False,
         return_text: Literal["full", "after_reminder"] = "full",
+        refusal_room: int = 0,
     ):
         self.artifact = artifact
         overrides = {"mode": mode, "interval": interval, "threshold": threshold}
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
-        self.overrides.update(keep_checking_after_flag=keep_checking_after_flag, return_text=return_text)
+        self.overrides.update(
+            keep_checking_after_flag=keep_checking_after_flag, return_text=return_text, refusal_room=refusal_room
+        )
         self.reminder: SafetyReminder | None = None
         self.sha256: str | None = None
         self.generator: ReminderGenerator | None = None
@@ -67,4 +72,5 @@ class SafetyReminderDefence(Defence):
             "interval": schedule.interval,
             "threshold": schedule.threshold,
             "return_text": cfg.return_text,
+            "refusal_room": cfg.refusal_room,
         }

@@ -22,6 +22,7 @@ import json
 import random
 from pathlib import Path
 
+from reminder_lightning.data.refusals import REFUSALS, refusal_for
 from reminder_lightning.demo.prompts import (
     BENIGN_KINDS,
     Prompt,
@@ -32,7 +33,6 @@ from reminder_lightning.demo.prompts import (
 from reminder_lightning.evaluation.store import read_jsonl, write_jsonl
 
 SPLITS = ("train", "val", "test")
-DEFAULT_REFUSAL = "I'm sorry, but I can't help with that. It could cause real harm to people."
 
 
 def prompts(
@@ -102,7 +102,7 @@ def records(
     work_dir: str = "runs/demo",
     answers_dir: str | None = None,
     judge: str = "keyword",
-    refusal: str = DEFAULT_REFUSAL,
+    refusal: str | None = None,
     min_chars: int = 20,
 ) -> dict:
     """SAPT records from the undefended answers to the train and validation prompts.
@@ -111,7 +111,8 @@ def records(
         work_dir: The demo's folder.
         answers_dir: The ``test`` output folder holding those answers; default ``<work_dir>/eval/answers``.
         judge: The judge whose verdicts (``judgements.<judge>.jsonl``) decide which harmful answers comply.
-        refusal: The safe answer of harmful records.
+        refusal: The safe answer of every harmful record; None (default): one of the 24 varied refusals of
+            :data:`~reminder_lightning.data.refusals.REFUSALS`, picked per record by a hash of its id.
         min_chars: Shorter answers are left out.
     """
     data = Path(work_dir) / "data"
@@ -138,7 +139,7 @@ def records(
                     continue
                 record = {k: prompt[k] for k in ("id", "question", "image", "category")}
                 if side == "harmful":
-                    record.update(harmful_answer=text, safe_answer=refusal)
+                    record.update(harmful_answer=text, safe_answer=refusal or refusal_for(prompt["id"], REFUSALS))
                 else:
                     record["safe_answer"] = text
                 out.append(record)

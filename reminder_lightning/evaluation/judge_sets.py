@@ -42,8 +42,13 @@ _KIND_LABEL = {
 SHIPPED_SETS = ("pyrit-refusal",)
 
 
+def answer_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def answer_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """The 12-hex prefix of the answer's SHA-256 that :data:`KINDS_FILE` stores."""
+    return answer_sha256(text)[:12]
 
 
 def _pyrit_root() -> Path:

@@ -17,6 +17,7 @@ set (:mod:`~reminder_lightning.evaluation.judge_sets`); any ``.jsonl`` / ``.json
 from __future__ import annotations
 
 import json
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,15 @@ def _rate(hits: int, n: int) -> dict[str, Any]:
 def validate_judge(judge: Judge, rows: list[LabelledAnswer], batch_size: int = 32, where: str = "") -> dict:
     """Run ``judge`` on every row and score it. Returns a JSON-ready dict: per label precision, recall, F1
     (Wilson 95% intervals on precision and recall), accuracy, Cohen's kappa with the labels, the confusion
-    counts, how unscored labels were called, and the disagreements."""
+    counts, how unscored labels were called, and the disagreements. Rows a learnt judge was fitted on (its
+    ``trained_on`` SHA-256 set) are left out and counted, so the figures are held-out ones."""
+    trained_on = getattr(judge, "trained_on", frozenset())
+    n_given = len(rows)
+    rows = [r for r in rows if hashlib.sha256(r.answer.encode("utf-8")).hexdigest() not in trained_on]
+    if not rows:
+        raise RecordError(
+            f"{where or 'labelled rows'}: {judge.name} was fitted on every row; nothing is held out to score it on."
+        )
     positive, negative, target = scored_target(rows, where or "labelled rows")
     called: list[bool] = []
     raws: list[str] = []
@@ -121,6 +130,7 @@ def validate_judge(judge: Judge, rows: list[LabelledAnswer], batch_size: int = 3
         "positive": positive,
         "negative": negative,
         "n": len(scored),
+        "left_out_trained_on": n_given - len(rows),
         "accuracy": _rate(sum(t == p for t, p in zip(truth, pred, strict=True)), len(scored)),
         "kappa": cohen_kappa(truth, pred),
         "labels": per_label,
@@ -153,6 +163,7 @@ def validation_table(results: list[dict]) -> str:
         lines.append(
             f"{res['judge']}: accuracy {_pct(res['accuracy'])} on {res['n']} answers, Cohen's kappa with the labels "
             f"{res['kappa']:.3f}, {len(res['disagreements'])} disagreements."
+            + (f" {res['left_out_trained_on']} rows it was fitted on left out." if res.get("left_out_trained_on") else "")
         )
         for label, calls in res["unscored"].items():
             lines.append(f"  unscored '{label}': called {res['positive']} {calls[res['positive']]}, "

@@ -52,6 +52,9 @@ class ReminderGenerationConfig(DecodingSettings):
         return_text: ``full`` (everything the user would see) or ``after_reminder`` (the text after the
             kept reminder for flagged samples, as the reference code returns).
         output_scores: Keep the processed next-token scores of every step in the outputs.
+        refusal_room: Tokens a sample may still generate after its kept reminder, past ``max_new_tokens`` if need
+            be (0: the budget is hard). With a short evaluation budget, a reminder kept at the last check would
+            otherwise have one token to answer with, and its answer would be scored on the cut.
         schedule: When the reminder is tried and kept (interval, threshold, mode).
 
     The decoding fields are :class:`DecodingSettings`' (``seed`` defaults to None here: torch's global RNG).
@@ -61,12 +64,15 @@ class ReminderGenerationConfig(DecodingSettings):
     min_new_tokens: int = 0
     return_text: Literal["full", "after_reminder"] = "full"
     output_scores: bool = False
+    refusal_room: int = 0
     schedule: ReminderSchedule = field(default_factory=ReminderSchedule)
 
     def __post_init__(self):
         super().__post_init__()
         if self.return_text not in ("full", "after_reminder"):
             raise ValueError(f"return_text must be 'full' or 'after_reminder', got {self.return_text!r}")
+        if isinstance(self.refusal_room, bool) or not isinstance(self.refusal_room, int) or self.refusal_room < 0:
+            raise ValueError(f"refusal_room must be an integer >= 0, got {self.refusal_room!r}")
         if not isinstance(self.schedule, ReminderSchedule):
             raise TypeError(f"schedule must be a ReminderSchedule, got {type(self.schedule).__name__}")
 
@@ -118,7 +124,9 @@ class ReminderOutput:
     """One sample's result and trace.
 
     Attributes:
-        text: What is returned (see ``return_text``).
+        text: What is returned (see ``return_text``). For a flagged sample with ``full``:
+            :func:`~reminder_lightning.reminder.generation.text.seam` of ``text_before`` and ``text_after`` (the
+            partial answer cut at its last whole word, the continuation on a new paragraph).
         token_ids: Generated token ids (reminder vectors are not tokens and are not included).
         flagged: Whether a reminder was kept.
         flag_step: Tokens generated when the first reminder was kept (None if never).

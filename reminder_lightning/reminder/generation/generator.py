@@ -16,6 +16,7 @@ room, so outputs can differ from an unchecked run once a sequence exceeds the wi
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.generation import steps
 from reminder_lightning.reminder.generation.config import ReminderGenerationConfig, ReminderOutput, StepEvent
+from reminder_lightning.reminder.generation.text import ShownText, seam
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.schedule import GateMode
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
@@ -94,21 +96,17 @@ class ReminderGenerator:
 
     @torch.no_grad()
     def stream(self, images: list | None, prompts: list[str], **overrides: Any) -> Iterator[StepEvent]:
-        """Yield :class:`StepEvent` text increments as tokens are generated."""
+        """Yield :class:`StepEvent` text increments as tokens are generated. The pieces of a sample join to its
+        ``generate`` text (see :mod:`~reminder_lightning.reminder.generation.text`: while a flag may still come,
+        the word being written is shown once whitespace ends it)."""
         cfg = self._config(overrides)
-        decoded: dict[int, list[int]] = {}
-        shown: dict[int, str] = {}
+        decode = partial(self.adapter.tokenizer.decode, skip_special_tokens=True)
+        shown: dict[int, ShownText] = {}
         for event in self._run(images, prompts, cfg):
             if isinstance(event, _Run):
                 continue
-            ids = decoded.setdefault(event.sample, [])
-            ids.append(event.token_id)
-            text = self.adapter.tokenizer.decode(ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
-                new = ""
-            else:
-                new = text[len(shown.get(event.sample, "")) :]
-                shown[event.sample] = text
+            text = shown.setdefault(event.sample, ShownText(decode))
+            new = text.add(event.token_id, event.flagged_now, event.last)
             yield StepEvent(event.sample, event.token_id, new, event.flagged_now)
 
     # ------------------------------------------------------------------ internals
@@ -147,21 +145,24 @@ class ReminderGenerator:
         with self.injector if self.injector is not None else contextlib.nullcontext():
             out = model(**inputs, position_ids=position_ids, use_cache=True, **last_only)
             cache, next_logits = steps.get_cache(out), out.logits[:, -1].float()
-            for generated in range(1, cfg.max_new_tokens + 1):
+            eos_set = set(eos.tolist())
+            for generated in range(1, cfg.max_new_tokens + cfg.refusal_room + 1):
                 scores = processors(history, next_logits)
                 token = steps.pick_tokens(scores, cfg.do_sample, generator)
                 token = torch.where(run.finished.to(device), torch.full_like(token, pad), token)
                 token_ids, finished = token.tolist(), run.finished.tolist()  # one device sync per step
+                at_limit = [generated >= run.limit(i, cfg) for i in range(batch)]
                 for i in range(batch):
                     if not finished[i]:
                         if run.scores is not None:
                             run.scores[i].append(scores[i].cpu())
-                        yield _Token(i, token_ids[i], run.flag_step[i] == generated - 1)
+                        last = at_limit[i] or token_ids[i] in eos_set
+                        yield _Token(i, token_ids[i], run.flag_step[i] == generated - 1, last)
                 newly_done = torch.isin(torch.tensor(token_ids), eos.cpu()) & ~run.finished
                 run.reason_eos |= newly_done
-                run.finished |= newly_done
+                run.finished |= newly_done | torch.tensor(at_limit)
                 history = torch.cat([history, token[:, None]], dim=1)
-                if bool(run.finished.all()) or generated == cfg.max_new_tokens:
+                if bool(run.finished.all()):
                     break
                 attention = torch.cat([attention, attention.new_ones(batch, 1)], dim=1)
                 out = model(
@@ -197,18 +198,21 @@ class ReminderGenerator:
         step = run.flag_step[i]
         before = tokens if step is None else tokens[:step]
         after = [] if step is None else tokens[step:]
+        text_before = tok.decode(before, skip_special_tokens=True)
         text_after = tok.decode(after, skip_special_tokens=True)
-        if cfg.return_text == "after_reminder" and step is not None:
+        if step is None:
+            text = text_before
+        elif cfg.return_text == "after_reminder":
             text = text_after
         else:
-            text = tok.decode(tokens, skip_special_tokens=True)
+            text = seam(text_before, text_after)
         return ReminderOutput(
             text=text,
             token_ids=tokens,
             flagged=bool(run.flagged[i]),
             flag_step=step,
             checks=run.checks[i],
-            text_before=tok.decode(before, skip_special_tokens=True),
+            text_before=text_before,
             text_after=text_after,
             finish_reason="eos" if run.reason_eos[i] else "length",
             scores=run.scores[i] if run.scores is not None else None,
@@ -220,6 +224,7 @@ class _Token:
     sample: int
     token_id: int
     flagged_now: bool
+    last: bool = False
 
 
 class _Run:
@@ -232,6 +237,11 @@ class _Run:
         self.flag_step: list[int | None] = [None] * batch
         self.checks: list[list[tuple[int, float]]] = [[] for _ in range(batch)]
         self.scores: list[list[torch.Tensor]] | None = [[] for _ in range(batch)] if keep_scores else None
+
+    def limit(self, i: int, cfg: ReminderGenerationConfig) -> int:
+        """Tokens sample ``i`` may generate: ``max_new_tokens``, or up to ``refusal_room`` after its kept reminder."""
+        step = self.flag_step[i]
+        return cfg.max_new_tokens if step is None else max(cfg.max_new_tokens, step + cfg.refusal_room)
 
     def record_check(
         self, generated: int, checking: torch.Tensor, p_safe: torch.Tensor, keep: torch.Tensor
