@@ -93,6 +93,11 @@ def prefix_and_target(
         raise ValueError(
             f"Harmful record {record.id!r} from {record.source} has no harmful_answer to cut prefixes from."
         )
+    if not record.safe_answer:
+        raise ValueError(
+            f"Record {record.id!r} from {record.source} has no safe_answer to train towards (an `Instructions` "
+            "source holds questions only: use it for `probe`, and records with answers for `fit`)."
+        )
     answer = record.safe_answer if record.is_safe else record.harmful_answer
     if settings.cut == "check_points":
         if builder is None:

@@ -26,6 +26,7 @@ from reminder_lightning.data.readers import (
     checked,
     make_record,
     read_rows,
+    required_text,
 )
 from reminder_lightning.data.records import Record
 
@@ -172,3 +173,47 @@ class HubRecords(RecordSource):
 
 
 __all__ = ["FieldMap", "HubRecords", "LocalRecords", "RecordSource"]
+
+
+class Instructions(RecordSource):
+    """Text instructions without answers, for fitting a probe (``probe`` reads questions only).
+
+    The reference's probe is fitted on 256 harmful and 256 harmless instructions. The lists it matches by name
+    and field are the splits of Arditi et al.'s refusal-direction repository (``dataset/splits/harmful_train.json``,
+    ``harmless_train.json``, ``*_val.json``: a JSON list of ``{"instruction": ..., "category": ...}``); any
+    ``.json`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file with a text column works. Records carry no answers, so
+    SAPT training refuses them (it has nothing to cut prefixes from or to train towards).
+
+    Args:
+        path: The file.
+        kind: ``harmful`` or ``benign``.
+        field: The column holding the instruction.
+        limit: Read only the first ``limit`` rows.
+    """
+
+    def __init__(
+        self, path: str, kind: Literal["harmful", "benign"], field: str = "instruction", limit: int | None = None
+    ) -> None:
+        self.path, self.kind, self.field, self.limit = Path(path), kind, field, limit
+        check_suffix(self.path, SUPPORTED_SUFFIXES)
+        check_settings(FieldMap(), kind, limit)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def load(self) -> list[Record]:
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"Instructions: file not found: {self.path}. Fix: set `path` (see the recipe)."
+            )
+        records = []
+        for i, row in enumerate(islice(read_rows(self.path), self.limit)):
+            question = required_text(row, self.field, "question", f"{self.path} row {i}")
+            records.append(
+                Record(
+                    id=f"{self.name}:{i}", question=question, safe_answer="", is_safe=self.kind == "benign",
+                    category=row.get("category") or None, source=f"{self.path}:{i}",
+                )
+            )  # fmt: skip
+        return checked(records, str(self.path))

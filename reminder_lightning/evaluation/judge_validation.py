@@ -16,8 +16,8 @@ set (:mod:`~reminder_lightning.evaluation.judge_sets`); any ``.jsonl`` / ``.json
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +163,11 @@ def validation_table(results: list[dict]) -> str:
         lines.append(
             f"{res['judge']}: accuracy {_pct(res['accuracy'])} on {res['n']} answers, Cohen's kappa with the labels "
             f"{res['kappa']:.3f}, {len(res['disagreements'])} disagreements."
-            + (f" {res['left_out_trained_on']} rows it was fitted on left out." if res.get("left_out_trained_on") else "")
+            + (
+                f" {res['left_out_trained_on']} rows it was fitted on left out."
+                if res.get("left_out_trained_on")
+                else ""
+            )
         )
         for label, calls in res["unscored"].items():
             lines.append(f"  unscored '{label}': called {res['positive']} {calls[res['positive']]}, "

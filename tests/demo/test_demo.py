@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from reminder_lightning.data.refusals import REFUSALS
 from reminder_lightning.evaluation.store import read_jsonl
 from reminder_lightning.reminder import load_reminder
 from tests.training.helpers import REPO
@@ -47,10 +48,13 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert kinds == {"edgy", "everyday", "step_by_step", "writing", "code"}  # every benign kind is trained on
     sapt = read_jsonl(data / "sapt_train_harmful.jsonl")
     assert sapt and all(r["harmful_answer"] and r["safe_answer"] != r["harmful_answer"] for r in sapt)
+    assert all(r["safe_answer"] in REFUSALS for r in sapt)  # the varied pool, not one sentence
 
     compare = json.loads((work / "compare.json").read_text())
     assert (work / "compare.md").exists() and (work / "compare.png").stat().st_size > 1000
-    rows = {(r["benchmark"], r["run"]): r for r in compare["results"]}
+    assert {r["judge"] for r in compare["results"]} == {"keyword", "learned_refusal"}  # two judges, one shares
+    assert "Judge agreement (Cohen's kappa)" in (work / "eval" / "safety_reminder" / "summary.md").read_text()
+    rows = {(r["benchmark"], r["run"]): r for r in compare["results"] if r["judge"] == "keyword"}
     before = rows[("demo_test_harmful", "none")]
     assert before["n"] == 5 and before["asr"]["value"] >= 0.6  # SmolLM2-135M is not safety-aligned
     after = rows[("demo_test_benign", "safety_reminder (gated)")]

@@ -14,8 +14,11 @@ from reminder_lightning.reminder.generation.text import ShownText, seam, whole_w
     "before, after, shown",
     [
         # a check inside a word: the half word goes, the refusal starts a new paragraph
-        ("To pick a lock, insert the tension wrench in the midd", "I'm sorry, but I can't help with that.",
-         "To pick a lock, insert the tension wrench in the\n\nI'm sorry, but I can't help with that."),
+        (
+            "To pick a lock, insert the tension wrench in the midd",
+            "I'm sorry, but I can't help with that.",
+            "To pick a lock, insert the tension wrench in the\n\nI'm sorry, but I can't help with that.",
+        ),
         # a check after a finished sentence keeps it
         ("Step 1: buy the parts.", " I won't go on.", "Step 1: buy the parts.\n\nI won't go on."),
         # trailing whitespace is a finished word
@@ -24,7 +27,11 @@ from reminder_lightning.reminder.generation.text import ShownText, seam, whole_w
         ("Abso", "I can't help with that.", "I can't help with that."),
         # nothing after the reminder yet: the partial answer alone, cut
         ("Here is the reci", "", "Here is the"),
-        ("Here is the recipe:\n1. Mix", "\nI will not continue.", "Here is the recipe:\n1.\n\nI will not continue."),
+        (
+            "Here is the recipe:\n1. Mix",
+            "\nI will not continue.",
+            "Here is the recipe:\n1.\n\nI will not continue.",
+        ),
     ],
 )
 def test_seam_cuts_the_partial_answer_at_a_whole_word(before, after, shown):

@@ -98,7 +98,9 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 200)
 
     def closure():
         optim.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y) + l2 * weight.square().sum()
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y) + l2 * weight.square().sum()
+        )
         loss.backward()
         return loss
 

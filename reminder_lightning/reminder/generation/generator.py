@@ -16,9 +16,9 @@ room, so outputs can differ from an unchecked run once a sequence exceeds the wi
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
