@@ -117,6 +117,7 @@ EXTRA_COMMANDS = {
     "judge": "reminder_lightning.commands.judge",
     "attack": "reminder_lightning.commands.attack",
     "compare": "reminder_lightning.commands.compare",
+    "select-spa-vl": "reminder_lightning.commands.select_spa_vl",
 }
 
 

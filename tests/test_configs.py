@@ -30,7 +30,11 @@ def test_job_config_parses_and_is_headed_by_its_command(config, capsys):
     command = words[4]
     configs = [REPO / words[i + 1] for i, w in enumerate(words) if w == "--config"]
     printed = _parse(capsys, *configs, command=command)
-    assert "name_or_path" in printed or "class_path: reminder_lightning.attacks.typographic" in printed
+    assert (
+        "name_or_path" in printed
+        or "class_path: reminder_lightning.attacks.typographic" in printed
+        or "class_path: reminder_lightning.evaluation.judges" in printed  # select-spa-vl: data and a judge
+    )
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
