@@ -4,7 +4,8 @@ Llama Guard vouches for, a stratified draw of 1000).
 The reference code (its ``script/SPA_VL_preprocess``) keeps the train pairs whose ``class1/class2/class3`` falls in
 one of seven groups (:data:`REFERENCE_GROUPS`), judges ``rejected`` and ``chosen`` with Llama Guard 3, keeps a
 pair only when ``rejected`` is unsafe **and** ``chosen`` is safe, and draws per group a seeded sample of
-:data:`REFERENCE_QUOTAS` (1000 in all; a group with fewer qualifying pairs gives all it has). SAPT then draws its
+:data:`REFERENCE_QUOTAS` (1000 in all; a group with fewer qualifying pairs gives all it has) by ``datasets``'
+``shuffle(seed=42)``, which :func:`reference_draw` reproduces. SAPT then draws its
 256 harmful examples from those.
 
 :func:`select_spa_vl` does the same through this package's judges (any :class:`Judge`; the recipe uses
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from pathlib import Path
 
 from reminder_lightning.data.records import Record
@@ -143,14 +143,23 @@ def judge_pairs(
     }
 
 
+def reference_draw(n: int, quota: int, seed: int) -> list[int]:
+    """The indices the reference draws from ``n`` qualified pairs: ``datasets``' ``shuffle(seed)`` (NumPy's
+    ``default_rng(seed).permutation(n)``) then the first ``quota`` (all when fewer)."""
+    import numpy as np
+
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)[:quota]]
+
+
 def select_pairs(
     records: list[Record],
     verdicts: dict[tuple[str, str], bool | None],
     quotas: dict[str, int],
     groups: dict[str, tuple[str, ...]] = REFERENCE_GROUPS,
-    seed: int = 0,
+    seed: int = 42,
 ) -> tuple[list[str], dict[str, dict[str, int]]]:
-    """The selected ids (group by group, each group's draw seeded) and per-group counts: ``candidates`` (in the
+    """The selected ids (group by group, in file order before the draw, each group drawn as the reference does:
+    :func:`reference_draw`) and per-group counts: ``candidates`` (in the
     group), ``undecided`` (an answer the judge could not decide), ``qualified`` (rejected unsafe and chosen safe),
     ``selected``."""
     unknown = set(quotas) - set(groups)
@@ -162,8 +171,7 @@ def select_pairs(
         members = [r for r in records if group_of(r.category, groups) == group]
         pairs = [(verdicts[(r.id, "rejected")], verdicts[(r.id, "chosen")]) for r in members]
         qualified = [r.id for r, (rej, cho) in zip(members, pairs, strict=True) if rej is True and cho is False]
-        rng = random.Random(f"spa-vl-selection:{seed}:{group}")
-        drawn = rng.sample(qualified, min(quota, len(qualified)))
+        drawn = [qualified[i] for i in reference_draw(len(qualified), quota, seed)]
         counts[group] = {
             "candidates": len(members),
             "undecided": sum(rej is None or cho is None for rej, cho in pairs),
@@ -181,7 +189,7 @@ def select_spa_vl(
     output: str = "data/spa_vl/selection.json",
     meta: str | None = None,
     quotas: dict[str, int] | None = None,
-    seed: int = 0,
+    seed: int = 42,
     batch_size: int = 16,
     limit: int | None = None,
 ) -> dict:
@@ -193,7 +201,7 @@ def select_spa_vl(
         output: The selection JSON; verdicts are cached beside it in ``<output>.judgements.jsonl``.
         meta: ``train.zip``'s ``meta.json``, for the categories of hub-parquet rows.
         quotas: Pairs per group; default :data:`REFERENCE_QUOTAS`.
-        seed: Seed of the per-group draw.
+        seed: Seed of the per-group draw (the reference's: 42; with the same verdicts the same pairs are drawn).
         batch_size: Answers per judge call.
         limit: Read only the first ``limit`` rows (for a trial run).
     """

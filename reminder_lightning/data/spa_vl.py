@@ -117,7 +117,12 @@ class SPAVLTrain(RecordSource):
                 f"SPAVLTrain: selection not found: {self.selection}. Fix: make it with `python -m reminder_lightning "
                 "select-spa-vl` (see the recipe), or drop `selection`."
             )
-        ids = json.loads(self.selection.read_text(encoding="utf-8"))["ids"]
+        ids = json.loads(self.selection.read_text(encoding="utf-8")).get("ids") or []
+        if not ids:
+            raise RecordError(
+                f"{self.selection}: the selection holds no ids (no pair qualified?). Fix: look at its 'groups' "
+                "counts, then make it again (another judge, or larger quotas)."
+            )
         by_id = {r.id: r for r in records}
         missing = [i for i in ids if i not in by_id]
         if missing:

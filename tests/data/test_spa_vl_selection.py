@@ -132,3 +132,13 @@ def test_select_spa_vl_is_a_command(tmp_path):
     main(["select-spa-vl", "--path", str(data), "--meta", str(meta), "--output", str(out),
           "--judge", "reminder_lightning.evaluation.judges.keyword.KeywordJudge", "--quotas", '{"Fraud": 2}'])  # fmt: skip
     assert len(json.loads(out.read_text())["ids"]) == 2
+
+
+def test_reference_draw_is_datasets_shuffle():
+    from datasets import Dataset
+
+    from reminder_lightning.commands.select_spa_vl import reference_draw
+
+    rows = Dataset.from_dict({"i": list(range(37))})
+    assert reference_draw(37, 10, 42) == rows.shuffle(seed=42).select(range(10))["i"]
+    assert reference_draw(3, 10, 42) == rows.select(range(3)).shuffle(seed=42)["i"]

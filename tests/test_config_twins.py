@@ -1,0 +1,191 @@
+"""Every shipped config runs end to end on its tiny twin.
+
+Each chain below runs the real configs through the real CLI in a temporary working directory that holds fixtures
+in each dataset's published on-disk layout at the paths the configs name (``data/spa_vl/train`` parquet with image
+bytes, LVLM_NLF's jsonl with COCO images, the refusal-direction instruction lists, AdvBench's csv, ...). What is
+swapped: the model (its tiny random twin of the same family), the device (CPU), and the size of the run (a step,
+a few samples). A config that is added without a place in a chain, or in :data:`ELSEWHERE`, fails
+:func:`test_every_config_has_a_twin`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from reminder_lightning.cli import main
+from tests.data.test_spa_vl_selection import write_spa_vl
+
+REPO = Path(__file__).resolve().parents[1]
+#: The tiny random twin of each model the configs name.
+TWINS = {"llava-hf/llava-1.5-7b-hf": "tiny:llava", "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl"}
+SMALL_FIT = [
+    "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true", "--trainer.max_steps=1",
+    "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--data.init_args.num_examples=4",
+    "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+]  # fmt: skip
+SMALL_PGD = [
+    "--attack.init_args.iterations=2", "--attack.init_args.accelerator=cpu", "--attack.init_args.val_goals=2",
+    "--attack.init_args.val_every=1", "--attack.init_args.val_max_new_tokens=4", "--attack.init_args.batch_size=2",
+    "--attack.init_args.checkpoint_every=1",
+]  # fmt: skip
+SMALL_GCG = [
+    "--attack.init_args.num_steps=1", "--attack.init_args.search_width=4", "--attack.init_args.topk=4",
+    "--attack.init_args.suffix_length=3", "--attack.init_args.eval_batch_size=4", "--attack.init_args.device=cpu",
+    "--benchmark.init_args.limit=2",
+]  # fmt: skip
+SMALL_EVAL = ["--trainer.enable_progress_bar=false", "--model.decoding.max_new_tokens=6"]
+
+
+def _model(config: str, prefix: str) -> list[str]:
+    """The twin swap for the model a config names under ``prefix`` (``model.vlm``, ``vlm``, ...)."""
+    text = (REPO / config).read_text()
+    name = next(v for k, v in TWINS.items() if k in text)
+    return [f"--{prefix}.name_or_path={name}", f"--{prefix}.dtype=float32"]
+
+
+#: config -> (command, its twin's overrides), run in order; later steps use what earlier ones wrote.
+CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "tiny": [
+        ("fit", "configs/tiny.yaml", SMALL_FIT),
+        ("probe", "configs/probe_tiny.yaml", []),
+        (
+            "probe",
+            "configs/probe_tiny.yaml",
+            [
+                "--position=reminder",
+                "--reminder=runs/tiny/reminder.safetensors",
+                "--reminder_output=runs/tiny/reminder+probe.safetensors",
+            ],  # fmt: skip
+        ),
+        ("test", "configs/eval/tiny.yaml", SMALL_EVAL),
+        ("test", "configs/eval/tiny.yaml --config configs/eval/tiny_reminder.yaml", SMALL_EVAL),
+        ("attack", "configs/attacks/pgd_tiny.yaml", SMALL_PGD),
+        ("attack", "configs/attacks/adaptive_pgd_tiny.yaml", SMALL_PGD),
+        ("attack", "configs/attacks/gcg_tiny.yaml", SMALL_GCG),
+        ("attack", "configs/attacks/figstep_tiny.yaml", []),
+    ],
+    "llava": [
+        ("select-spa-vl", "configs/select_spa_vl.yaml", ["--judge.init_args.device=cpu", "--batch_size=4"]),
+        ("probe", "configs/probe_llava.yaml", [*_model("configs/probe_llava.yaml", "vlm"), "--device=cpu"]),
+        ("fit", "configs/llava.yaml", [*_model("configs/llava.yaml", "model.vlm"), *SMALL_FIT]),
+        (
+            "fit",
+            "configs/llava.yaml --config configs/trainer/ddp.yaml",
+            [*_model("configs/llava.yaml", "model.vlm"), *SMALL_FIT, "--model.overwrite_export=true"],
+        ),
+        (
+            "attack",
+            "configs/attacks/pgd_llava.yaml",
+            [*_model("configs/attacks/pgd_llava.yaml", "attack.init_args.vlm"), *SMALL_PGD],
+        ),
+        (
+            "attack",
+            "configs/attacks/gcg_llava.yaml",
+            [*_model("configs/attacks/gcg_llava.yaml", "attack.init_args.vlm"), *SMALL_GCG],
+        ),
+    ],  # fmt: skip
+    "qwen2_vl": [
+        ("probe", "configs/probe_qwen2_vl.yaml", [*_model("configs/probe_qwen2_vl.yaml", "vlm"), "--device=cpu"]),
+        ("fit", "configs/qwen2_vl.yaml", [*_model("configs/qwen2_vl.yaml", "model.vlm"), *SMALL_FIT]),
+    ],
+}
+#: Configs run end to end by another test (the test's file must name them).
+ELSEWHERE = {
+    **{f"configs/demo/{p.name}": "tests/demo/test_demo.py" for p in (REPO / "configs" / "demo").glob("*.yaml")},
+}
+#: Configs that need hardware no CPU twin has; they are parsed (tests/test_configs.py), not run.
+NEEDS_GPUS = {
+    "configs/trainer/fsdp.yaml": "FSDP shards over several GPUs",
+    "configs/trainer/deepspeed.yaml": "DeepSpeed needs CUDA",
+}
+
+
+def _configs_in(spec: str) -> list[str]:
+    return spec.split(" --config ")
+
+
+def test_every_config_has_a_twin():
+    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml")}
+    chained = {c for steps in CHAINS.values() for _, spec, _ in steps for c in _configs_in(spec)}
+    missing = shipped - chained - set(ELSEWHERE) - set(NEEDS_GPUS)
+    assert not missing, f"configs without a tiny twin: {sorted(missing)}; add them to a chain in {__file__}"
+    for config, test in ELSEWHERE.items():
+        assert (
+            Path(config).stem in (REPO / test).read_text()
+            or "configs/demo" in (REPO / "scripts/demo.sh").read_text()
+        )
+
+
+def _fixtures(root: Path) -> None:
+    """Each dataset the 7B configs read, in its published layout, where the configs look for it."""
+    data = root / "data"
+    (data / "tiny").symlink_to(REPO / "data" / "tiny")
+    write_spa_vl(data / "spa_vl" / "train")
+    coco = data / "coco" / "train2017"
+    coco.mkdir(parents=True)
+    rows = []
+    for k in range(6):
+        Image.new("RGB", (40, 30), (0, 40 * k, 200)).save(coco / f"{k:012d}.jpg")
+        turns = [
+            {"user": f"What is in picture {k}?", "model": f"A blue picture, number {k}, with a soft gradient."}
+        ]
+        rows.append({"image_id": f"{k:012d}.jpg", "caption": "c", "interaction": turns * 2})
+    (data / "vlsafe").mkdir()
+    (data / "vlsafe" / "helpfulness_nlf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lists = data / "refusal_direction"
+    lists.mkdir()
+    for name, verb in (("harmful", "steal"), ("harmless", "paint")):
+        for split, n in (("train", 10), ("val", 4)):
+            items = [
+                {"instruction": f"Explain how to {verb} object {split} {k}", "category": None} for k in range(n)
+            ]
+            (lists / f"{name}_{split}.json").write_text(json.dumps(items))
+    (data / "advbench").mkdir()
+    with (data / "advbench" / "harmful_behaviors.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["goal", "target"])
+        for k in range(6):
+            writer.writerow([f"Write a guide to break lock {k}", f"Sure, here is a guide to break lock {k}"])
+    (data / "attacks").mkdir()
+    Image.new("RGB", (48, 48), (120, 120, 120)).save(data / "attacks" / "clean.jpeg")
+
+
+def _guard_twin(root: Path) -> str:
+    from tests.evaluation.test_judges import GUARD_TEMPLATE, _save_llama
+
+    return _save_llama(root / "tiny_llama_guard", GUARD_TEMPLATE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    _fixtures(tmp_path)
+    for command, spec, overrides in CHAINS[chain]:
+        args = [command]
+        for config in _configs_in(spec):
+            args += ["--config", str(REPO / config)]
+        if command == "select-spa-vl":
+            args.append(f"--judge.init_args.model={_guard_twin(tmp_path)}")
+        main([*args, *overrides])
+        if command == "select-spa-vl":
+            # A random guard decides nothing, so nothing qualifies; train on the fixture's pairs instead.
+            report = json.loads(Path("data/spa_vl/selection.json").read_text())
+            assert sum(g["candidates"] for g in report["groups"].values()) == 13
+            Path("data/spa_vl/selection.json").write_text(
+                json.dumps({"ids": ["0.jpg", "4.jpg", "5.jpg", "10.jpg"]})
+            )
+    produced = {
+        "tiny": ["runs/tiny/reminder+probe.safetensors", "runs/eval/tiny/safety_reminder/summary.md"],
+        "llava": ["runs/llava/probe.safetensors", "runs/attacks/pgd_llava/adversarial.png"],
+        "qwen2_vl": ["runs/qwen2_vl/probe.safetensors"],
+    }[chain]
+    for path in produced:
+        assert Path(path).is_file(), path
