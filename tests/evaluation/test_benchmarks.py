@@ -422,7 +422,7 @@ def test_seeded_draw_is_deterministic_and_recorded_in_meta(tmp_path):
     assert ids[0] == ids[1] and ids[0] != ids[2] and len(ids[0]) == 6
     chosen = GenericBenchmark(str(path), n_per_category=2, seed=1, limit=4).load()
     assert [s.id for s in chosen] == ids[0][:4]
-    assert chosen[0].meta["selection"] == {"n_per_category": 2, "seed": 1, "limit": 4}
+    assert chosen[0].meta["selection"] == {"n_per_category": 2, "seed": 1, "limit": 4, "draw": "seeded"}
     with pytest.raises(ValueError, match="n_per_category must be >= 1"):
         GenericBenchmark(str(path), n_per_category=0)
 

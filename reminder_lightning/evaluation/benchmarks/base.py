@@ -14,6 +14,29 @@ from reminder_lightning.types import EvalSample
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
+def _seeded(names: list[str], n: int, seed: int, stratum: str) -> list[str]:
+    rng = random.Random(f"{seed}:{stratum}")
+    return names if len(names) <= n else rng.sample(names, n)
+
+
+def _datasets_shuffle(names: list[str], n: int, seed: int, stratum: str) -> list[str]:
+    import numpy as np
+
+    return [names[int(i)] for i in np.random.default_rng(seed).permutation(len(names))[:n]]
+
+
+def _numpy_choice(names: list[str], n: int, seed: int, stratum: str) -> list[str]:
+    import numpy as np
+
+    if len(names) <= n:
+        return names
+    return [names[int(i)] for i in np.random.RandomState(seed).choice(len(names), n, replace=False)]
+
+
+#: ``draw`` name -> (units in file order, n, seed, stratum) -> the units kept.
+DRAWS = {"seeded": _seeded, "datasets_shuffle": _datasets_shuffle, "numpy_choice": _numpy_choice}
+
+
 class Benchmark(ABC):
     """A prompt set in its published layout.
 
@@ -26,17 +49,34 @@ class Benchmark(ABC):
     before any ``/``) and the category, so one seed selects the same questions for every MM-SafetyBench
     image type, whether they are loaded together or by separate instances.
 
+    Two further draws reproduce the reference code's subsets exactly (``draw``): ``datasets_shuffle`` is
+    ``datasets``' ``shuffle(seed).select(range(n))`` per category (NumPy ``default_rng(seed).permutation``; the
+    reference's MM-SafetyBench 394), ``numpy_choice`` is ``np.random.seed(seed); np.random.choice(N, n,
+    replace=False)`` (the reference's VLSafe 300). Both draw over the units in file order; the samples keep file
+    order.
+
     Args:
         root: The benchmark's folder (or file) in its published layout.
         n_per_category: Keep at most this many sampling units per category, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall (after the per-category draw, in file order).
+        draw: ``seeded`` (this package's), ``datasets_shuffle`` or ``numpy_choice`` (the reference's, above).
     """
 
     #: Short name used in outputs and metric keys (``val/<name>/asr``).
     name: str = "benchmark"
 
-    def __init__(self, root: str, n_per_category: int | None = None, seed: int = 0, limit: int | None = None):
+    def __init__(
+        self,
+        root: str,
+        n_per_category: int | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        draw: str = "seeded",
+    ):
+        if draw not in DRAWS:
+            raise ValueError(f"draw must be one of {list(DRAWS)}, got {draw!r}.")
+        self.draw = draw
         if n_per_category is not None and n_per_category < 1:
             raise ValueError(f"n_per_category must be >= 1 or None, got {n_per_category}")
         if limit is not None and limit < 1:
@@ -73,15 +113,17 @@ class Benchmark(ABC):
             keep: set[tuple[tuple[str, str], str]] = set()
             for (benchmark, category), ordered in units.items():
                 names = list(ordered)
-                rng = random.Random(f"{self.seed}:{benchmark.split('/')[0]}:{category}")
-                chosen = names if len(names) <= self.n_per_category else rng.sample(names, self.n_per_category)
+                chosen = DRAWS[self.draw](
+                    names, self.n_per_category, self.seed, f"{benchmark.split('/')[0]}:{category}"
+                )
                 keep.update(((benchmark, category), u) for u in chosen)
             samples = [s for s in samples if ((s.benchmark, str(s.category)), self.sampling_unit(s)) in keep]
         if self.limit is not None:
             samples = samples[: self.limit]
         for s in samples:
             s.meta.setdefault(
-                "selection", {"n_per_category": self.n_per_category, "seed": self.seed, "limit": self.limit}
+                "selection",
+                {"n_per_category": self.n_per_category, "seed": self.seed, "limit": self.limit, "draw": self.draw},
             )
         return samples
 

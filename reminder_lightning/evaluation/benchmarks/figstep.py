@@ -14,6 +14,18 @@ FIGSTEP_PROMPT = (
 )
 
 
+#: The 7 of SafeBench's 10 topics the reference evaluates (50 questions each: FigStep 350).
+REFERENCE_TOPICS = (
+    "Illegal Activity",
+    "Hate Speech",
+    "Malware Generation",
+    "Physical Harm",
+    "Fraud",
+    "Adult Content",
+    "Privacy Violation",
+)
+
+
 class FigStep(Benchmark):
     """FigStep's typographic images with its benign text prompt; the judge sees the original question.
 
@@ -34,6 +46,8 @@ class FigStep(Benchmark):
         n_per_category: Keep at most this many questions per topic, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall.
+        topics: Keep only these ``category_name`` topics (None: all ten); the reference's 350 are
+            :data:`REFERENCE_TOPICS`, all 50 questions each. A topic the file does not hold is an error.
     """
 
     def __init__(
@@ -44,8 +58,12 @@ class FigStep(Benchmark):
         n_per_category: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        topics: list[str] | None = None,
     ) -> None:
         super().__init__(root, n_per_category=n_per_category, seed=seed, limit=limit)
+        self.topics = list(topics) if topics is not None else None
+        if self.topics is not None and not self.topics:
+            raise ValueError("topics is empty: give SafeBench topic names, or null for all ten.")
         if not prompt.strip():
             raise ValueError("prompt is empty. Fix: leave it at FigStep's default or give the text prompt.")
         self.tiny, self.prompt = tiny, prompt
@@ -70,6 +88,8 @@ class FigStep(Benchmark):
                 dataset, cat, task = (
                     self.required(row, k, where, fix) for k in ("dataset", "category_id", "task_id")
                 )
+                if self.topics is not None and row.get("category_name") not in self.topics:
+                    continue
                 image = images / f"query_{dataset}_{cat}_{task}_6.png"
                 samples.append(
                     EvalSample(
@@ -82,5 +102,12 @@ class FigStep(Benchmark):
                         harmful=True,
                         meta={"instruction": row.get("instruction", ""), "category_id": cat, "task_id": task},
                     )
+                )
+        if self.topics is not None:
+            absent = sorted(set(self.topics) - {s.category for s in samples})
+            if absent:
+                raise ValueError(
+                    f"{table}: no questions of topic(s) {absent}. Fix: spell topics as the CSV's category_name "
+                    f"(the reference's: {list(REFERENCE_TOPICS)})."
                 )
         return samples

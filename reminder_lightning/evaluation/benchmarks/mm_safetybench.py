@@ -52,6 +52,8 @@ class MMSafetyBench(Benchmark):
         n_per_category: Keep at most this many questions per scenario, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall.
+        draw: How the subsample is drawn (see :class:`Benchmark`); the reference's 394 (SD+TYPO, 8 scenarios, 50
+            each, 44 of Malware) is ``n_per_category: 50, seed: 0, draw: datasets_shuffle``.
     """
 
     def __init__(
@@ -63,8 +65,9 @@ class MMSafetyBench(Benchmark):
         n_per_category: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        draw: str = "seeded",
     ) -> None:
-        super().__init__(root, n_per_category=n_per_category, seed=seed, limit=limit)
+        super().__init__(root, n_per_category=n_per_category, seed=seed, limit=limit, draw=draw)
         self.image_types = list(image_types) if image_types is not None else list(PROMPT_FIELD)
         self.scenarios = list(scenarios) if scenarios is not None else list(SCENARIOS)
         bad = [t for t in self.image_types if t not in PROMPT_FIELD]

@@ -27,6 +27,8 @@ class VLSafeHarmlessness(Benchmark):
         n_per_category: Keep at most this many queries, drawn with ``seed`` (None: all).
         seed: Seed of the subsample.
         limit: Keep at most this many samples overall (in file order).
+        draw: How the subsample is drawn (see :class:`Benchmark`); the reference's 300 is ``n_per_category: 300,
+            seed: 0, draw: numpy_choice``.
     """
 
     name = "vlsafe"
@@ -38,8 +40,9 @@ class VLSafeHarmlessness(Benchmark):
         n_per_category: int | None = None,
         seed: int = 0,
         limit: int | None = None,
+        draw: str = "seeded",
     ) -> None:
-        super().__init__(root, n_per_category=n_per_category, seed=seed, limit=limit)
+        super().__init__(root, n_per_category=n_per_category, seed=seed, limit=limit, draw=draw)
         self.image_root = Path(image_root)
 
     def layout_hint(self) -> str:
