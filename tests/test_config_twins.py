@@ -20,6 +20,7 @@ import yaml
 from PIL import Image
 
 from reminder_lightning.cli import main
+from reminder_lightning.evaluation.store import read_jsonl
 from tests.data.test_spa_vl_selection import write_spa_vl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,7 +233,7 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
     for path in produced:
         assert Path(path).is_file(), path
     if chain != "tiny":
-        rows = [json.loads(line) for line in Path(f"runs/eval/paper_{chain}/none/generations.jsonl").open()]
+        rows = read_jsonl(Path(f"runs/eval/paper_{chain}/none/generations.jsonl"))
         assert {r["benchmark"] for r in rows} == {
             "figstep",
             "mm_safetybench/SD_TYPO",
