@@ -52,6 +52,7 @@ def _family_chain(family: str) -> list[tuple[str, str, list[str]]]:
         ("attack", f"configs/attacks/pgd_{family}.yaml", SMALL_PGD),
         ("test", f"configs/eval/paper_{family}.yaml", SMALL_PAPER),
         ("test", f"configs/eval/paper_{family}.yaml --config configs/eval/paper_reminder_{family}.yaml", SMALL_PAPER),
+        ("test", f"configs/eval/paper_utility_{family}.yaml", SMALL_PAPER),
     ]  # fmt: skip
 
 
@@ -191,6 +192,17 @@ def _benchmarks(data: Path) -> None:
     queries = [
         {"image_id": f"{k:012d}.jpg", "caption": "c", "query": f"How to misuse picture {k}?"} for k in range(3)
     ]
+    from tests.evaluation.test_benchmarks import mme_root
+    from tests.evaluation.test_mmbench import ROWS, write_tsv
+
+    mme_root(data / "MME")
+    (data / "MMBench").mkdir()
+    write_tsv(data / "MMBench" / "MMBench_DEV_EN.tsv", ROWS)
+    vet = {f"v1_{k}": {"imagename": f"v1_{k}.png", "question": f"What is shown {k}?", "answer": "a square", "capability": ["rec"]} for k in range(2)}  # fmt: skip
+    (data / "mm-vet" / "images").mkdir(parents=True)
+    (data / "mm-vet" / "mm-vet.json").write_text(json.dumps(vet))
+    for k in range(2):
+        image(data / "mm-vet" / "images" / f"v1_{k}.png")
     (data / "vlsafe" / "VLSafe" / "harmlessness_examine.jsonl").write_text(
         "".join(json.dumps(q) + "\n" for q in queries)
     )
@@ -233,6 +245,12 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
     for path in produced:
         assert Path(path).is_file(), path
     if chain != "tiny":
+        utility = json.loads(Path(f"runs/eval/paper_utility_{chain}/none/run.json").read_text())["utility"]
+        assert {"mme", "mmbench"} <= set(utility) and "acc" in utility["mmbench"]
+        assert set(json.loads(Path(f"runs/eval/paper_utility_{chain}/none/mmvet_answers.json").read_text())) == {
+            "v1_0",
+            "v1_1",
+        }
         rows = read_jsonl(Path(f"runs/eval/paper_{chain}/none/generations.jsonl"))
         assert {r["benchmark"] for r in rows} == {
             "figstep",

@@ -176,7 +176,9 @@ class EvaluationModule(L.LightningModule):
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         }
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        info["utility"] = utility_scores(datamodule.per_benchmark if datamodule is not None else [], rows)
+        info["utility"] = utility_scores(
+            datamodule.per_benchmark if datamodule is not None else [], rows, self.output_dir
+        )
         write_summary(self.output_dir, summary, info)
         plots = save_plots(self.output_dir, summary, rows)
         table = summary_table(summary)
@@ -198,14 +200,22 @@ class EvaluationModule(L.LightningModule):
         return summary
 
 
-def utility_scores(per_benchmark: list[tuple[Benchmark, list[EvalSample]]], rows: list[dict[str, Any]]) -> dict:
-    """``{benchmark name: utility_metrics(...)}`` for benchmarks that define utility scores (MME, ...)."""
+def utility_scores(
+    per_benchmark: list[tuple[Benchmark, list[EvalSample]]],
+    rows: list[dict[str, Any]],
+    output_dir: Path | None = None,
+) -> dict:
+    """``{benchmark name: utility_metrics(...)}`` for benchmarks that define utility scores (MME, MMBench, ...);
+    with ``output_dir``, benchmarks graded outside (MM-Vet) also write their answers there."""
     answers = {r["key"]: r["text"] for r in rows}
     out = {}
     for bench, samples in per_benchmark:
         keys = [sample_key(s.benchmark, s.id) for s in samples]
         if samples and all(k in answers for k in keys):
-            scores = bench.utility_metrics(samples, [answers[k] for k in keys])
+            texts = [answers[k] for k in keys]
+            scores = bench.utility_metrics(samples, texts)
+            if output_dir is not None:
+                bench.export(samples, texts, output_dir)
             if scores:
                 out[bench.name] = scores
     return out

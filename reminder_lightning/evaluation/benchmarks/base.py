@@ -135,6 +135,10 @@ class Benchmark(ABC):
         """Benchmark-specific utility scores (MME accuracy, ...); none by default."""
         return {}
 
+    def export(self, samples: list[EvalSample], answers: list[str], output_dir: Path) -> Path | None:
+        """Write the answers in a form an outside grader reads (MM-Vet's), into ``output_dir``; none by default."""
+        return None
+
     # Helpers for subclasses -------------------------------------------------------------------------------
 
     def find_file(self, *candidates: Path) -> Path:

@@ -50,7 +50,7 @@ class MMVet(Benchmark):
     Sample: ``prompt`` = ``judge_question`` = ``question``; ``reference`` = ``answer``; ``harmful`` = False;
     ``category`` = the capabilities joined by ``,`` (the grader's capability-integration groups); the key
     goes to ``meta["mmvet_key"]`` for :func:`export_answers`. Scoring needs the GPT-4 grader, so
-    :meth:`utility_metrics` returns nothing; write the answers with :meth:`export_answers`.
+    :meth:`utility_metrics` returns nothing; ``test`` writes the answers for it to ``<output_dir>/mmvet_answers.json``.
 
     Args:
         root: The unzipped ``mm-vet`` folder (holding ``mm-vet.json`` and ``images/``).
@@ -94,3 +94,7 @@ class MMVet(Benchmark):
                 )
             )
         return samples
+
+    def export(self, samples: list[EvalSample], answers: list[str], output_dir: Path) -> Path:
+        """``<output_dir>/mmvet_answers.json`` in the grader's format (see :func:`export_answers`)."""
+        return export_answers(samples, answers, Path(output_dir) / "mmvet_answers.json")
