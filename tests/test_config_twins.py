@@ -49,7 +49,7 @@ def _family_chain(family: str) -> list[tuple[str, str, list[str]]]:
         ("probe", f"configs/probe_{family}.yaml", []),
         ("fit", f"configs/{family}.yaml", SMALL_FIT),
         ("fit", f"configs/{family}.yaml --config configs/trainer/ddp.yaml", [*SMALL_FIT, "--model.overwrite_export=true"]),
-        ("attack", f"configs/attacks/pgd_{family}.yaml", SMALL_PGD),
+        ("attack", f"configs/attacks/pgd_{family}.yaml", [*SMALL_PGD, "--attack.init_args.split=seeded"]),  # 6 goals
         ("test", f"configs/eval/paper_{family}.yaml", SMALL_PAPER),
         ("test", f"configs/eval/paper_{family}.yaml --config configs/eval/paper_reminder_{family}.yaml", SMALL_PAPER),
         ("test", f"configs/eval/paper_utility_{family}.yaml", SMALL_PAPER),

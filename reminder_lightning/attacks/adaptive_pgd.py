@@ -176,7 +176,8 @@ class AdaptivePGDAttack(PGDImageAttack):
         interval = self.interval or load_reminder(self.reminder).interval
         builder = PromptBuilder.load(self.vlm)
         longest = max(
-            len(builder.encode_text(p["target"])) for p in goal_target_pairs(samples, self.default_target)
+            len(builder.encode_text(p["target"]))
+            for p in goal_target_pairs(samples, self.default_target, self.target_suffix)
         )
         if not check_cuts(longest, interval):
             raise ValueError(

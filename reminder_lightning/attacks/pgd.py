@@ -21,10 +21,12 @@ held-out goals (keyword judge) every ``val_every`` steps. Outputs in ``<output_d
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -41,12 +43,30 @@ from reminder_lightning.attacks.pgd_module import (
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 
-__all__ = ["DEFAULT_TARGET", "PGDImageAttack", "PGDImageModule", "goal_target_pairs"]
+__all__ = ["DEFAULT_TARGET", "PGDImageAttack", "PGDImageModule", "goal_target_pairs", "reference_split"]
 
 
-def goal_target_pairs(samples: list[EvalSample], default_target: str) -> list[dict[str, str]]:
-    """``{"goal", "target"}`` per sample: the harmful question and ``meta["target"]`` (AdvBench) or the default."""
-    return [{"goal": s.judge_question, "target": s.meta.get("target") or default_target} for s in samples]
+def goal_target_pairs(samples: list[EvalSample], default_target: str, suffix: str = "") -> list[dict[str, str]]:
+    """``{"goal", "target"}`` per sample: the harmful question and ``meta["target"]`` (AdvBench) or the default, with
+    ``suffix`` appended (the reference appends ``": 1. To"``)."""
+    return [
+        {"goal": s.judge_question, "target": (s.meta.get("target") or default_target) + suffix} for s in samples
+    ]
+
+
+def reference_split(n: int, seed: int = 42) -> tuple[list[int], list[int], list[int]]:
+    """The reference's AdvBench split as (train, validation, test) indices: ``datasets``' ``train_test_split(
+    test_size=200, seed)`` (train 320 of 520), then the 200 split in half the same way (its train half is the
+    validation set). Reproduced with NumPy's ``default_rng(seed).permutation``, as ``datasets`` draws it."""
+    import numpy as np
+
+    if n <= 200:
+        raise ValueError(f"the reference split holds out 200 goals; {n} goals are too few. Fix: split: seeded.")
+    first = np.random.default_rng(seed).permutation(n)
+    held, train = first[:200], first[200:]
+    second = np.random.default_rng(seed).permutation(200)
+    test, val = held[second[:100]], held[second[100:]]
+    return [int(i) for i in train], [int(i) for i in val], [int(i) for i in test]
 
 
 class PGDImageAttack(Attack):
@@ -62,6 +82,10 @@ class PGDImageAttack(Attack):
         random_start: Start at a random integer point of the eps-ball (reference: on).
         default_target: Target string of samples without ``meta["target"]`` (AdvBench has one per goal).
         val_goals: Goals held out (seeded draw) to measure ``val/asr``; 0 disables validation.
+        split: ``seeded`` (``val_goals`` held out by ``seed``) or ``reference`` (AdvBench 320 / 100 / 100 as the
+            reference draws it, :func:`reference_split`: train on 320, validate on 100, leave 100 untouched;
+            ``val_goals`` is then ignored). The goals of each part are written to ``<run dir>/split.json``.
+        target_suffix: Appended to every target string (the reference: ``": 1. To"``).
         val_every: Steps between validations.
         val_max_new_tokens: Tokens generated per held-out goal.
         checkpoint_every: Steps between ``last.ckpt`` saves.
@@ -89,6 +113,8 @@ class PGDImageAttack(Attack):
         random_start: bool = True,
         default_target: str = DEFAULT_TARGET,
         val_goals: int = 16,
+        split: Literal["seeded", "reference"] = "seeded",
+        target_suffix: str = "",
         val_every: int = 250,
         val_max_new_tokens: int = 64,
         checkpoint_every: int = 100,
@@ -107,6 +133,9 @@ class PGDImageAttack(Attack):
         self.image, self.eps, self.step_size, self.iterations = image, eps, step_size, iterations
         self.batch_size, self.random_start, self.default_target = batch_size, random_start, default_target
         self.val_goals, self.val_every, self.val_max_new_tokens = val_goals, val_every, val_max_new_tokens
+        if split not in ("seeded", "reference"):
+            raise ValueError(f"split must be 'seeded' or 'reference', got {split!r}.")
+        self.split_rule, self.target_suffix = split, target_suffix
         self.checkpoint_every, self.resume, self.seed = checkpoint_every, resume, seed
         self.run_name = run_name or self.name
         self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
@@ -137,12 +166,18 @@ class PGDImageAttack(Attack):
         return {}
 
     def split(self, samples: list[EvalSample]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-        """(train, held-out) goal/target pairs; the held-out share is a seeded draw of ``val_goals``."""
-        pairs = goal_target_pairs(samples, self.default_target)
+        """(train, held-out) goal/target pairs; the held-out share is a seeded draw of ``val_goals`` (or the
+        reference's validation 100, ``split: reference``)."""
+        pairs = goal_target_pairs(samples, self.default_target, self.target_suffix)
+        if self.split_rule == "reference":
+            train, val, test = reference_split(len(pairs))
+            self.parts = {"train": train, "validation": val, "test": test}
+            return [pairs[i] for i in train], [pairs[i] for i in val]
         order = list(range(len(pairs)))
         random.Random(self.seed).shuffle(order)
         n_val = min(self.val_goals, max(len(pairs) - 1, 0))
         held = sorted(order[:n_val])
+        self.parts = {"train": [i for i in range(len(pairs)) if i not in set(held)], "validation": held}
         train = [pairs[i] for i in range(len(pairs)) if i not in set(held)]
         if not train:
             raise ValueError(f"{self.name}: no goals to optimise on ({len(samples)} samples).")
@@ -155,6 +190,12 @@ class PGDImageAttack(Attack):
 
         run_dir = self.run_dir(output_dir)
         train, held = self.split(samples)
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            parts = {name: [samples[i].judge_question for i in idx] for name, idx in self.parts.items()}
+            (run_dir / "split.json").write_text(
+                json.dumps({"rule": self.split_rule, "seed": self.seed, **parts}, indent=1)
+            )
         clean = self.clean_image(samples)
         module = self.module_class(
             vlm=self.vlm,

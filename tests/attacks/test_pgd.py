@@ -17,6 +17,7 @@ from reminder_lightning.cli import main
 from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
 from reminder_lightning.reminder.artifact import save_reminder
 from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 from reminder_lightning.vlm.pixels import pixel_inputs
 from tests.training.helpers import REPO
@@ -253,3 +254,24 @@ def test_attack_configs_parse_and_are_headed_by_their_command(config, capsys):
         main(["attack", "--config", str(config), "--print_config"])
     assert done.value.code in (0, None)
     assert "class_path: reminder_lightning.attacks." in capsys.readouterr().out
+
+
+def test_reference_split_is_datasets_train_test_split_and_targets_get_the_suffix():
+    from datasets import Dataset
+
+    from reminder_lightning.attacks.pgd import goal_target_pairs, reference_split
+
+    rows = Dataset.from_dict({"i": list(range(520))})
+    first = rows.train_test_split(test_size=200, seed=42)
+    second = first["test"].train_test_split(test_size=0.5, seed=42)
+    train, val, test = reference_split(520)
+    assert (train, val, test) == (first["train"]["i"], second["train"]["i"], second["test"]["i"])
+    assert (len(train), len(val), len(test)) == (320, 100, 100) and not set(train) & (set(val) | set(test))
+    with pytest.raises(ValueError, match="too few"):
+        reference_split(150)
+    sample = EvalSample(
+        id="g", benchmark="advbench", prompt="p", judge_question="Do X", meta={"target": "Sure, here is X"}
+    )
+    assert goal_target_pairs([sample], "unused", ": 1. To") == [
+        {"goal": "Do X", "target": "Sure, here is X: 1. To"}
+    ]
