@@ -81,6 +81,7 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("select-spa-vl", "configs/select_spa_vl.yaml", ["--batch_size=4"]),
         *_family_chain("llava"),
         ("attack", "configs/attacks/gcg_llava.yaml", SMALL_GCG),
+        ("attack", "configs/attacks/gcg_llava_reference.yaml", SMALL_GCG),
     ],
     "qwen2_vl": _family_chain("qwen2_vl"),
 }
