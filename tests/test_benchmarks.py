@@ -38,3 +38,17 @@ def test_generation_overhead_benchmark_prints_one_json_object_per_configuration(
             assert r[key] > 0
         assert r["reminder_ratio"] == r["reminder_s"] / r["undefended_s"]
         assert r["image_tokens"] == 64 and r["checks_per_sample"] == 2
+
+
+def test_gpu_smoke_runs_the_recipe_on_the_tiny_twin(tmp_path):
+    """benchmarks/gpu_smoke.py is ready for a GPU: the same script on the CPU with the tiny LLaVA."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_smoke.py", "--model", "tiny:llava", "--device", "cpu", "--steps", "2",
+         "--prompts", "2", "--new-tokens", "6", "--work-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert result["fit"]["steps"] == 2 and result["fit"]["exported"] and result["fit"]["median_step_seconds"] > 0
+    assert result["generate"]["batch"] == 2 and result["generate"]["tokens_per_second"] > 0
+    assert result["test_command"]["answers"] == 2 and result["gpu"] is None

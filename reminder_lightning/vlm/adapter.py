@@ -35,8 +35,9 @@ class VLMSpec:
     """Which VLM to load and how.
 
     Args:
-        name_or_path: Hub id (``llava-hf/llava-1.5-7b-hf``), local directory, or ``tiny:<family>`` for a
-            tiny random model built offline (``tiny:llava``, ``tiny:qwen2_vl``, ``tiny:gemma3``).
+        name_or_path: Hub id (``llava-hf/llava-1.5-7b-hf``), local directory, ``tiny:<family>`` for a
+            tiny random model built offline (``tiny:llava``, ``tiny:qwen2_vl``, ``tiny:gemma3``), or
+            ``shapes:llava-1.5-7b`` / ``shapes:qwen2-vl-7b`` for random weights of the real shapes (GPU checks).
         dtype: Weight dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
         attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2`` or None for the transformers default.
         trust_remote_code: Run code shipped with the checkpoint. Off unless you trust the repository.
@@ -68,6 +69,10 @@ def resolve_model_path(name_or_path: str) -> str:
 
     if name_or_path.startswith(TINY_PREFIX):
         return str(ensure_tiny_model(name_or_path[len(TINY_PREFIX) :]))
+    if name_or_path.startswith("shapes:"):
+        from reminder_lightning.vlm.shapes import ensure_shapes_model
+
+        return str(ensure_shapes_model(name_or_path[len("shapes:") :]))
     if name_or_path.startswith("demo:"):
         from reminder_lightning.vlm.demo import ensure_demo_model
 
@@ -229,7 +234,13 @@ class VLMAdapter(nn.Module):
             kwargs["attn_implementation"] = spec.attn_implementation
         if spec.revision:
             kwargs["revision"] = spec.revision
-        model = AutoModelForImageTextToText.from_pretrained(resolve_model_path(spec.name_or_path), **kwargs)
+        path = resolve_model_path(spec.name_or_path)
+        from reminder_lightning.vlm.shapes import build_random, is_random_weights
+
+        if is_random_weights(path):  # shapes:<model>: the real architecture, random weights, nothing downloaded
+            model = build_random(path, kwargs["dtype"], device)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         if device is not None:
             model.to(device)
         model.eval()

@@ -13,9 +13,27 @@ from reminder_lightning.vlm.tiny.tokenizers import (
 )
 
 
-def build_tiny_qwen2_vl(seed: int = 0):
-    """Qwen2-VL layout: ViT with 2x2 patch merging, dynamic resolution (56-112 px), M-RoPE Qwen2 LM."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+}
+TINY_VISION = {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2}
+
+
+def qwen2_vl_parts(
+    vision: dict | None = None,
+    text: dict | None = None,
+    vocab_size: int | None = None,
+    pixels: tuple[int, int] = (56 * 56, 112 * 112),
+    init_range: float = INIT_RANGE,
+):
+    """``(Qwen2VLConfig, processor)`` of the Qwen2-VL layout with the given sizes (default: tiny); no weights."""
+    from transformers import Qwen2VLConfig, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     specials = [
@@ -29,7 +47,7 @@ def build_tiny_qwen2_vl(seed: int = 0):
     ]
     tokenizer = train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.padding_side = "left"
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels[0], max_pixels=pixels[1])
     if torchvision_available():
         from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
@@ -46,29 +64,19 @@ def build_tiny_qwen2_vl(seed: int = 0):
             tokenizer=tokenizer,
             chat_template=QWEN2_VL_CHAT_TEMPLATE,
         )
-    vocab = _padded_vocab(tokenizer)
+    vocab = vocab_size or _padded_vocab(tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     config = Qwen2VLConfig(
         text_config={
             "vocab_size": vocab,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 2048,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            **(text or TINY_TEXT),
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
             "bos_token_id": ids["<|endoftext|>"],
-            "initializer_range": INIT_RANGE,
+            "initializer_range": init_range,
         },
         vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 64,
-            "num_heads": 2,
-            "mlp_ratio": 2,
+            **(vision or TINY_VISION),
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
@@ -78,8 +86,16 @@ def build_tiny_qwen2_vl(seed: int = 0):
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        initializer_range=INIT_RANGE,
+        initializer_range=init_range,
     )
+    return config, processor
+
+
+def build_tiny_qwen2_vl(seed: int = 0):
+    """Qwen2-VL layout: ViT with 2x2 patch merging, dynamic resolution (56-112 px), M-RoPE Qwen2 LM."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    config, processor = qwen2_vl_parts()
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
     return model, processor
