@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The tiny random twin of each model the configs name.
 TWINS = {"llava-hf/llava-1.5-7b-hf": "tiny:llava", "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl"}
 GUARD = "meta-llama/Llama-Guard-3-8B"
+REWRITER = "mistralai/Mistral-7B-Instruct-v0.2"
 SMALL_FIT = [
     "--trainer.max_steps=1", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
     "--data.init_args.num_examples=4", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
@@ -82,6 +83,18 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         *_family_chain("llava"),
         ("attack", "configs/attacks/gcg_llava.yaml", SMALL_GCG),
         ("attack", "configs/attacks/gcg_llava_reference.yaml", SMALL_GCG),
+        ("attack", "configs/attacks/bap_pgd_llava.yaml", [*SMALL_PGD, "--attack.init_args.split=seeded"]),
+        (
+            "attack",
+            "configs/attacks/bap_llava.yaml",
+            [
+                "--attack.init_args.rounds=2",
+                "--attack.init_args.max_new_tokens=4",
+                "--attack.init_args.rewriter.max_new_tokens=8",
+                "--benchmark.init_args.split=all",
+                "--benchmark.init_args.limit=2",
+            ],
+        ),  # fmt: skip
     ],
     "qwen2_vl": _family_chain("qwen2_vl"),
 }
@@ -98,17 +111,19 @@ def _configs_in(spec: str) -> list[str]:
     return spec.split(" --config ")
 
 
-def twin(node, guard: str):
+def twin(node, guard: str, rewriter: str = ""):
     """The config with every model swapped for its tiny twin and every device for the CPU; nothing else changes."""
     if isinstance(node, list):
-        return [twin(v, guard) for v in node]
+        return [twin(v, guard, rewriter) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: twin(v, guard) for k, v in node.items()}
+    out = {k: twin(v, guard, rewriter) for k, v in node.items()}
     if out.get("name_or_path") in TWINS:
         out.update(name_or_path=TWINS[out["name_or_path"]], dtype="float32")
     if out.get("model") == GUARD:
         out["model"] = guard
+    if out.get("model") == REWRITER:
+        out["model"] = rewriter
     for key, cpu in (("device", "cpu"), ("accelerator", "cpu"), ("precision", "32-true")):
         if key in out and isinstance(out[key], str) and out[key] not in ("cpu", "32-true"):
             out[key] = cpu
@@ -223,12 +238,15 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     _fixtures(tmp_path)
     guard = _guard_twin(tmp_path)
+    from tests.evaluation.test_judges import CHAT_TEMPLATE, _save_llama
+
+    rewriter = _save_llama(tmp_path / "tiny_chat_llama", CHAT_TEMPLATE)
     for command, spec, overrides in CHAINS[chain]:
         args = [command]
         for config in _configs_in(spec):
             path = tmp_path / "twin" / config
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(twin(yaml.safe_load((REPO / config).read_text()), guard)))
+            path.write_text(yaml.safe_dump(twin(yaml.safe_load((REPO / config).read_text()), guard, rewriter)))
             args += ["--config", str(path)]
         main([*args, *overrides])
         if command == "select-spa-vl":
@@ -240,7 +258,12 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
             )
     produced = {
         "tiny": ["runs/tiny/reminder+probe.safetensors", "runs/eval/tiny/safety_reminder/summary.md"],
-        "llava": ["runs/llava/probe.safetensors", "runs/eval/paper_llava/safety_reminder/summary.md"],
+        "llava": [
+            "runs/llava/probe.safetensors",
+            "runs/eval/paper_llava/safety_reminder/summary.md",
+            "runs/attacks/bap/prompts.jsonl",
+            "runs/attacks/advbench+bap.jsonl",
+        ],
         "qwen2_vl": ["runs/qwen2_vl/reminder.safetensors", "runs/eval/paper_qwen2_vl/safety_reminder/summary.md"],
     }[chain]
     for path in produced:

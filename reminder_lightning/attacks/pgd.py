@@ -40,6 +40,7 @@ from reminder_lightning.attacks.pgd_module import (
     levels_to_pil,
     open_image,
 )
+from reminder_lightning.evaluation.benchmarks.advbench import reference_split
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 
@@ -52,21 +53,6 @@ def goal_target_pairs(samples: list[EvalSample], default_target: str, suffix: st
     return [
         {"goal": s.judge_question, "target": (s.meta.get("target") or default_target) + suffix} for s in samples
     ]
-
-
-def reference_split(n: int, seed: int = 42) -> tuple[list[int], list[int], list[int]]:
-    """The reference's AdvBench split as (train, validation, test) indices: ``datasets``' ``train_test_split(
-    test_size=200, seed)`` (train 320 of 520), then the 200 split in half the same way (its train half is the
-    validation set). Reproduced with NumPy's ``default_rng(seed).permutation``, as ``datasets`` draws it."""
-    import numpy as np
-
-    if n <= 200:
-        raise ValueError(f"the reference split holds out 200 goals; {n} goals are too few. Fix: split: seeded.")
-    first = np.random.default_rng(seed).permutation(n)
-    held, train = first[:200], first[200:]
-    second = np.random.default_rng(seed).permutation(200)
-    test, val = held[second[:100]], held[second[100:]]
-    return [int(i) for i in train], [int(i) for i in val], [int(i) for i in test]
 
 
 class PGDImageAttack(Attack):
@@ -86,6 +72,8 @@ class PGDImageAttack(Attack):
             reference draws it, :func:`reference_split`: train on 320, validate on 100, leave 100 untouched;
             ``val_goals`` is then ignored). The goals of each part are written to ``<run dir>/split.json``.
         target_suffix: Appended to every target string (the reference: ``": 1. To"``).
+        query_agnostic: Optimise with an empty question (BAP's first stage: the image alone pulls towards the
+            targets, whatever the question).
         val_every: Steps between validations.
         val_max_new_tokens: Tokens generated per held-out goal.
         checkpoint_every: Steps between ``last.ckpt`` saves.
@@ -115,6 +103,7 @@ class PGDImageAttack(Attack):
         val_goals: int = 16,
         split: Literal["seeded", "reference"] = "seeded",
         target_suffix: str = "",
+        query_agnostic: bool = False,
         val_every: int = 250,
         val_max_new_tokens: int = 64,
         checkpoint_every: int = 100,
@@ -135,7 +124,7 @@ class PGDImageAttack(Attack):
         self.val_goals, self.val_every, self.val_max_new_tokens = val_goals, val_every, val_max_new_tokens
         if split not in ("seeded", "reference"):
             raise ValueError(f"split must be 'seeded' or 'reference', got {split!r}.")
-        self.split_rule, self.target_suffix = split, target_suffix
+        self.split_rule, self.target_suffix, self.query_agnostic = split, target_suffix, query_agnostic
         self.checkpoint_every, self.resume, self.seed = checkpoint_every, resume, seed
         self.run_name = run_name or self.name
         self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
@@ -169,6 +158,8 @@ class PGDImageAttack(Attack):
         """(train, held-out) goal/target pairs; the held-out share is a seeded draw of ``val_goals`` (or the
         reference's validation 100, ``split: reference``)."""
         pairs = goal_target_pairs(samples, self.default_target, self.target_suffix)
+        if self.query_agnostic:
+            pairs = [{"goal": "", "target": p["target"]} for p in pairs]
         if self.split_rule == "reference":
             train, val, test = reference_split(len(pairs))
             self.parts = {"train": train, "validation": val, "test": test}

@@ -12,7 +12,6 @@ from reminder_lightning.vlm.tiny.tokenizers import (
     llava_processor,
 )
 
-
 TINY_VISION = {
     "hidden_size": 32,
     "intermediate_size": 64,
@@ -33,7 +32,10 @@ TINY_TEXT = {
 
 
 def llava_parts(
-    vision: dict | None = None, text: dict | None = None, vocab_size: int | None = None, init_range: float = INIT_RANGE
+    vision: dict | None = None,
+    text: dict | None = None,
+    vocab_size: int | None = None,
+    init_range: float = INIT_RANGE,
 ):
     """``(LlavaConfig, processor)`` of the LLaVA-1.5 layout with the given sizes (default: tiny); no weights."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig

@@ -12,7 +12,6 @@ from reminder_lightning.vlm.tiny.tokenizers import (
     train_tokenizer,
 )
 
-
 TINY_TEXT = {
     "hidden_size": 64,
     "intermediate_size": 128,
