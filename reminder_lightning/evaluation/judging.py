@@ -116,13 +116,17 @@ def score(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, An
 
 def judge_agreement(judge: str, verdicts: dict[str, dict[str, dict[str, Any]]], harmful, rows) -> dict[str, Any]:
     """Cohen's kappa of ``judge`` with every other judge that ran: on ``unsafe`` over the harmful answers both
-    decided, and on ``refusal`` over all answers (None where there is nothing to compare)."""
+    decided, and on ``refusal`` over all answers (None where there is nothing to compare), with the raw share of
+    answers they agree on (``agree_unsafe`` / ``agree_refusal``): kappa is 0 when one judge gives a single answer
+    throughout (e.g. no unsafe answer at all) however rarely the other departs from it."""
     out = {}
     mine = verdicts[judge]
     for other, theirs in verdicts.items():
         if other == judge:
             continue
         decided = [r["key"] for r in harmful if None not in (mine[r["key"]]["unsafe"], theirs[r["key"]]["unsafe"])]
+        same_unsafe = [bool(mine[k]["unsafe"]) == bool(theirs[k]["unsafe"]) for k in decided]
+        same_refusal = [bool(mine[r["key"]]["refusal"]) == bool(theirs[r["key"]]["refusal"]) for r in rows]
         out[other] = {
             "unsafe": cohen_kappa(
                 [bool(mine[k]["unsafe"]) for k in decided], [bool(theirs[k]["unsafe"]) for k in decided]
@@ -134,5 +138,7 @@ def judge_agreement(judge: str, verdicts: dict[str, dict[str, dict[str, Any]]], 
             ),
             "n_unsafe": len(decided),
             "n_refusal": len(rows),
+            "agree_unsafe": sum(same_unsafe) / len(same_unsafe) if same_unsafe else None,
+            "agree_refusal": sum(same_refusal) / len(same_refusal) if same_refusal else None,
         }
     return out

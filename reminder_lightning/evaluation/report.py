@@ -43,8 +43,14 @@ def _leak(row: dict[str, Any]) -> str:
     return f"{row['tokens_before_flag']:.1f} ({row['leaked']} / {row['n_flagged_harmful']})"
 
 
+def _agree(k: dict[str, Any], field: str) -> str:
+    share = k.get(f"agree_{field}")
+    return "" if share is None else f", agree {100 * share:.1f}%"
+
+
 def agreement_lines(summary: list[dict[str, Any]]) -> list[str]:
-    """One line per benchmark and pair of judges: kappa on unsafe (harmful answers) and on refusal (all)."""
+    """One line per benchmark and pair of judges: kappa on unsafe (harmful answers) and on refusal (all), each
+    with the share of answers the two judges agree on."""
     lines, seen = [], set()
     for row in summary:
         for other, k in (row.get("agreement") or {}).items():
@@ -52,10 +58,10 @@ def agreement_lines(summary: list[dict[str, Any]]) -> list[str]:
             if pair in seen:
                 continue
             seen.add(pair)
-            unsafe = "-" if k["unsafe"] is None else f"{k['unsafe']:.3f} (n={k['n_unsafe']})"
+            unsafe = "-" if k["unsafe"] is None else f"{k['unsafe']:.3f}{_agree(k, 'unsafe')} (n={k['n_unsafe']})"
             lines.append(
                 f"- {row['benchmark']}: {row['judge']} vs {other}: unsafe {unsafe}, refusal "
-                f"{k['refusal']:.3f} (n={k['n_refusal']})"
+                f"{k['refusal']:.3f}{_agree(k, 'refusal')} (n={k['n_refusal']})"
             )
     return lines
 

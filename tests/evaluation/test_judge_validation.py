@@ -198,7 +198,8 @@ def test_evaluation_summary_reports_two_judges_agreement(tmp_path):
     assert agreement["n_refusal"] == 6
     _, md = write_summary(tmp_path, summary, {})
     text = md.read_text()
-    assert "## Judge agreement (Cohen's kappa)" in text and "- b: a vs b: unsafe 0.500 (n=4)" in text
+    assert "## Judge agreement (Cohen's kappa)" in text and "- b: a vs b: unsafe 0.500, agree 75.0% (n=4)" in text
+    assert agreement["agree_unsafe"] == 0.75 and agreement["agree_refusal"] == 5 / 6
     assert text.count(" vs ") == 1  # one line per pair, not one per direction
 
 
