@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     timer = _StepTimer()
     started = time.perf_counter()
     fit = cli(
-        ["fit", "--config", str(REPO / args.config), f"--model.vlm.name_or_path={args.model}",
+        ["--config", str(REPO / args.config), f"--model.vlm.name_or_path={args.model}",
          f"--model.vlm.dtype={dtype}", f"--model.probe_path={work / 'probe.safetensors'}",
          f"--model.export_path={work / 'reminder.safetensors'}", "--model.overwrite_export=true",
          f"--trainer.accelerator={accelerator}", "--trainer.devices=1", f"--trainer.max_steps={args.steps}",

@@ -145,6 +145,7 @@ def test_every_config_has_a_twin():
 def _fixtures(root: Path) -> None:
     """Each dataset the 7B configs read, in its published layout, where the configs look for it."""
     data = root / "data"
+    data.mkdir()
     (data / "tiny").symlink_to(REPO / "data" / "tiny")
     write_spa_vl(data / "spa_vl" / "train")
     coco = data / "coco" / "train2017"
