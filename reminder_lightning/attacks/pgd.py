@@ -72,6 +72,9 @@ class PGDImageAttack(Attack):
             reference draws it, :func:`reference_split`: train on 320, validate on 100, leave 100 untouched;
             ``val_goals`` is then ignored). The goals of each part are written to ``<run dir>/split.json``.
         target_suffix: Appended to every target string (the reference: ``": 1. To"``).
+        keep: Which image ``adversarial.png`` holds: ``last`` (the final step) or ``best`` (the highest ``val/asr``,
+            the later on ties, as the reference keeps its best image; needs validation goals). ``val/asr`` is the
+            keyword judge's (the reference picks with Llama Guard 3).
         query_agnostic: Optimise with an empty question (BAP's first stage: the image alone pulls towards the
             targets, whatever the question).
         val_every: Steps between validations.
@@ -104,6 +107,7 @@ class PGDImageAttack(Attack):
         split: Literal["seeded", "reference"] = "seeded",
         target_suffix: str = "",
         query_agnostic: bool = False,
+        keep: Literal["last", "best"] = "last",
         val_every: int = 250,
         val_max_new_tokens: int = 64,
         checkpoint_every: int = 100,
@@ -125,6 +129,13 @@ class PGDImageAttack(Attack):
         if split not in ("seeded", "reference"):
             raise ValueError(f"split must be 'seeded' or 'reference', got {split!r}.")
         self.split_rule, self.target_suffix, self.query_agnostic = split, target_suffix, query_agnostic
+        if keep not in ("last", "best"):
+            raise ValueError(f"keep must be 'last' or 'best', got {keep!r}.")
+        if keep == "best" and split == "seeded" and val_goals == 0:
+            raise ValueError(
+                "keep='best' picks the image by validation ASR: set val_goals > 0 (or split: reference)."
+            )
+        self.keep = keep
         self.checkpoint_every, self.resume, self.seed = checkpoint_every, resume, seed
         self.run_name = run_name or self.name
         self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
@@ -246,15 +257,26 @@ class PGDImageAttack(Attack):
         from safetensors.torch import save_file
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        module.adversarial_pil().save(run_dir / "adversarial.png")
+        best = self.keep == "best" and float(module.best_asr) >= 0
+        if self.keep == "best" and not best:
+            raise ValueError(
+                f"{self.name}: keep='best' but no validation ran (val_goals={self.val_goals}, val_every="
+                f"{self.val_every}, {self.iterations} iterations). Fix: validate at least once, or keep='last'."
+            )
+        kept = module.best_image if best else module.image
+        levels_to_pil(kept.detach()).save(run_dir / "adversarial.png")
+        module.adversarial_pil().save(run_dir / "last.png")
         levels_to_pil(module.clean).save(run_dir / "clean.png")
-        delta = ((module.image.detach() - module.clean) / 255.0).float().cpu().contiguous()
+        delta = ((kept.detach() - module.clean) / 255.0).float().cpu().contiguous()
         meta = {
             "attack": self.name,
             "model": self.vlm.name_or_path,
             "eps": f"{self.eps}/255",
             "step_size": f"{self.step_size}/255",
             "steps": str(self.trainer.global_step if self.trainer else 0),
+            "kept": f"best at step {int(module.best_step)}, val ASR {float(module.best_asr):.3f}"
+            if best
+            else "last",
         }
         save_file({"delta": delta}, str(run_dir / "delta.safetensors"), metadata=meta)
 

@@ -101,6 +101,10 @@ class PGDImageModule(L.LightningModule):
             start = start + torch.randint(-eps, eps + 1, clean.shape, generator=generator).float()
         self.image = torch.nn.Parameter(start)
         self.project_()
+        # The image with the highest validation ASR so far (ties: the later one, as the reference keeps it).
+        self.register_buffer("best_image", self.image.detach().clone())
+        self.register_buffer("best_asr", torch.tensor(-1.0))
+        self.register_buffer("best_step", torch.tensor(-1))
         self.vlm: VLMAdapter | None = None
         self._encoded: dict[tuple[str, str], tuple[dict[str, torch.Tensor], list[int]]] = {}
 
@@ -231,10 +235,16 @@ class PGDImageModule(L.LightningModule):
         """Hook for subclasses (gate statistics of a defended generator)."""
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/asr", self.asr.compute()["overall"].float(), prog_bar=True)
+        asr = self.asr.compute()["overall"].float()
+        self.log("val/asr", asr, prog_bar=True)
         self.asr.reset()
+        if not self.trainer.sanity_checking and float(asr) >= float(self.best_asr):
+            self.best_image.copy_(self.image.detach())
+            self.best_asr.fill_(float(asr))
+            self.best_step.fill_(int(self.trainer.global_step))
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Only the image: the frozen VLM is rebuilt from its spec, the clean image from its file."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k == "image"}
+        keep = ("image", "best_image", "best_asr", "best_step")
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}

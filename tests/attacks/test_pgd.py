@@ -275,3 +275,18 @@ def test_reference_split_is_datasets_train_test_split_and_targets_get_the_suffix
     assert goal_target_pairs([sample], "unused", ": 1. To") == [
         {"goal": "Do X", "target": "Sure, here is X: 1. To"}
     ]
+
+
+def test_keep_best_saves_the_image_with_the_highest_validation_asr(tmp_path):
+    from safetensors import safe_open
+
+    attack = _attack(iterations=3, val_every=1, val_goals=2, keep="best")
+    attack.fit(_samples(), tmp_path)
+    module, run = attack.module, attack.run_dir(tmp_path)
+    with safe_open(str(run / "delta.safetensors"), "pt") as f:
+        kept = f.metadata()["kept"]
+    assert kept.startswith(f"best at step {int(module.best_step)}") and float(module.best_asr) >= 0
+    saved = torch.from_numpy(np.array(Image.open(run / "adversarial.png"))).permute(2, 0, 1).float()
+    assert torch.equal(saved, module.best_image.round()) and (run / "last.png").exists()
+    with pytest.raises(ValueError, match="set val_goals > 0"):
+        _attack(val_goals=0, keep="best")
