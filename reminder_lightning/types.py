@@ -76,6 +76,8 @@ class GenerationRecord:
         defence: The defence's description (``Defence.describe()``).
         decoding: The decoding settings.
         selection: How the benchmark subsample was drawn.
+        seconds: Wall time of the batch that answered this sample, divided by its size (the defence's latency
+            per answer on this machine; compare runs only from the same machine and batch size).
     """
 
     key: str
@@ -98,10 +100,16 @@ class GenerationRecord:
     defence: dict[str, Any]
     decoding: dict[str, Any]
     selection: Any = None
+    seconds: float | None = None
 
     @classmethod
     def from_output(
-        cls, sample: EvalSample, output: Any, defence: dict[str, Any], decoding: dict[str, Any]
+        cls,
+        sample: EvalSample,
+        output: Any,
+        defence: dict[str, Any],
+        decoding: dict[str, Any],
+        seconds: float | None = None,
     ) -> GenerationRecord:
         """The record of ``sample`` answered with ``output`` (a ``ReminderOutput``)."""
         image = sample.image if isinstance(sample.image, str) else (None if sample.image is None else "<bytes>")
@@ -126,6 +134,7 @@ class GenerationRecord:
             defence=dict(defence),
             decoding=dict(decoding),
             selection=sample.meta.get("selection"),
+            seconds=seconds,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -77,6 +77,11 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("attack", "configs/attacks/adaptive_pgd_tiny.yaml", SMALL_PGD),
         ("attack", "configs/attacks/gcg_tiny.yaml", SMALL_GCG),
         ("attack", "configs/attacks/figstep_tiny.yaml", []),
+        (
+            "compare",
+            "configs/compare/tiny_defences.yaml",
+            ['--test_args=["--model.decoding.max_new_tokens", "4"]'],
+        ),
     ],
     "llava": [
         ("select-spa-vl", "configs/select_spa_vl.yaml", ["--batch_size=4"]),
@@ -100,6 +105,7 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 }
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
+ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
 #: Configs that need hardware no CPU twin has; they are parsed (tests/test_configs.py), not run.
 NEEDS_GPUS = {
     "configs/trainer/fsdp.yaml": "FSDP shards over several GPUs",
@@ -231,6 +237,17 @@ def _guard_twin(root: Path) -> str:
     return _save_llama(root / "tiny_llama_guard", GUARD_TEMPLATE)
 
 
+def _write_twin(root: Path, config: str, guard: str, rewriter: str) -> Path:
+    """The twin of ``config`` under ``root/twin`` (and of the `test` config a compare config names)."""
+    data = twin(yaml.safe_load((REPO / config).read_text()), guard, rewriter)
+    if "eval_config" in data:
+        data["eval_config"] = str(_write_twin(root, data["eval_config"], guard, rewriter))
+    path = root / "twin" / config
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
@@ -245,10 +262,7 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
     for command, spec, overrides in CHAINS[chain]:
         args = [command]
         for config in _configs_in(spec):
-            path = tmp_path / "twin" / config
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(twin(yaml.safe_load((REPO / config).read_text()), guard, rewriter)))
-            args += ["--config", str(path)]
+            args += ["--config", str(_write_twin(tmp_path, config, guard, rewriter))]
         main([*args, *overrides])
         if command == "select-spa-vl":
             # A random guard decides nothing, so nothing qualifies; train on the fixture's pairs instead.
@@ -258,7 +272,12 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
                 json.dumps({"ids": ["0.jpg", "4.jpg", "5.jpg", "10.jpg"]})
             )
     produced = {
-        "tiny": ["runs/tiny/reminder+probe.safetensors", "runs/eval/tiny/safety_reminder/summary.md"],
+        "tiny": [
+            "runs/tiny/reminder+probe.safetensors",
+            "runs/eval/tiny/safety_reminder/summary.md",
+            "runs/compare/tiny/compare.md",
+            "runs/compare/tiny/tradeoff.png",
+        ],
         "llava": [
             "runs/llava/probe.safetensors",
             "runs/eval/paper_llava/safety_reminder/summary.md",

@@ -34,6 +34,7 @@ def test_job_config_parses_and_is_headed_by_its_command(config, capsys):
         "name_or_path" in printed
         or "class_path: reminder_lightning.attacks.typographic" in printed
         or "class_path: reminder_lightning.evaluation.judges" in printed  # select-spa-vl: data and a judge
+        or ("eval_config:" in printed and "class_path: reminder_lightning.defences" in printed)  # compare
     )
 
 

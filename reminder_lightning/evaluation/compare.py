@@ -126,6 +126,14 @@ def _check_against_baseline(run: dict[str, Any], base: dict[str, Any], keys: lis
         )
 
 
+def _mean_seconds(rows: list[dict]) -> float | None:
+    """Mean generation seconds per answer, or None when a row has none (a folder from before timing was kept)."""
+    values = [r.get("seconds") for r in rows]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
 def compare_runs(
     run_dirs: list[Path | str],
     labels: list[str] | None = None,
@@ -206,8 +214,10 @@ def compare_runs(
             groups.append(
                 (run, keys, harmful, [r for r in rows if not r["harmful"]], [r for r in harmful if r["flagged"]])
             )
+        base_seconds = _mean_seconds([base["rows"][k] for k in groups[[g[0] for g in groups].index(base)][1]])
         for judge in judges:
             for run, keys, harmful, benign, flagged in groups:
+                seconds = _mean_seconds([run["rows"][k] for k in keys])
                 verdict = _verdicts(run, judge, keys)
                 decided = [verdict[r["key"]]["unsafe"] for r in harmful if verdict[r["key"]]["unsafe"] is not None]
                 same = sum(r["text"] == base["rows"][r["key"]]["text"] for r in benign)
@@ -230,6 +240,8 @@ def compare_runs(
                         "tokens_before_flag": leak["tokens_before_flag"],
                         "leaked_over_15": _rate(leak["leaked"], leak["n_flagged_harmful"]),
                         "n_flagged_harmful": leak["n_flagged_harmful"],
+                        "seconds_per_answer": seconds,
+                        "latency_ratio": seconds / base_seconds if seconds is not None and base_seconds else None,
                         "agreement": judge_agreement(
                             judge, {j: _verdicts(run, j, keys) for j in judges}, harmful, [*harmful, *benign]
                         ),

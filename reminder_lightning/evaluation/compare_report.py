@@ -20,12 +20,19 @@ def _cell(rate: dict[str, Any] | None) -> str:
     return f"{100 * rate['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _latency(row: dict[str, Any]) -> str:
+    seconds, ratio = row.get("seconds_per_answer"), row.get("latency_ratio")
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}" + ("" if ratio is None else f" ({ratio:.2f}x)")
+
+
 def compare_table(result: dict[str, Any]) -> str:
     """A Markdown table, one row per (benchmark, judge, run), rates as ``value% [low, high]``."""
     lines = [
         "| benchmark | judge | run | n | ASR | refusal (harmful) | over-refusal | benign unchanged | "
-        "gate rate harmful / benign | tokens before flag | flagged after > 15 tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "gate rate harmful / benign | tokens before flag | flagged after > 15 tokens | s / answer (x baseline) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["results"]:
         asr = _cell(row["asr"]) + (f" ({row['undecided']} undecided)" if row["undecided"] else "")
@@ -34,7 +41,7 @@ def compare_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['benchmark']} | {row['judge']} | {row['run']} | {row['n']} | {asr} | "
             f"{_cell(row['refusal_rate'])} | {_cell(row['over_refusal'])} | {_cell(row['benign_unchanged'])} | "
-            f"{gate} | {tokens} | {_cell(row.get('leaked_over_15'))} |"
+            f"{gate} | {tokens} | {_cell(row.get('leaked_over_15'))} | {_latency(row)} |"
         )
     lines += ["", f"Intervals are Wilson 95% (in %). Baseline: {result['baseline']}."]
     agreement = agreement_lines([{**r, "benchmark": f"{r['benchmark']} / {r['run']}"} for r in result["results"]])
@@ -92,8 +99,57 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def tradeoff_points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per judge, run and harmful benchmark: ASR on that benchmark against the run's over-refusal pooled over every
+    benign answer it gave (None where the run answered no benign prompt)."""
+    points = []
+    for judge in result["judges"]:
+        for run in (r["label"] for r in result["runs"]):
+            rows = [r for r in result["results"] if r["judge"] == judge and r["run"] == run]
+            benign = [r["over_refusal"] for r in rows if r["over_refusal"] is not None]
+            hits, n = sum(b["hits"] for b in benign), sum(b["n"] for b in benign)
+            for r in rows:
+                if r["asr"] is not None:
+                    points.append({"judge": judge, "run": run, "benchmark": r["benchmark"], "asr": r["asr"]["value"],
+                                   "over_refusal": hits / n if n else None})  # fmt: skip
+    return points
+
+
+def _plot_tradeoff(result: dict[str, Any], path: Path) -> bool:
+    """ASR (y) against over-refusal (x), one marker per run, one point per harmful benchmark, one panel per judge;
+    False (nothing written) when no run answered benign prompts."""
+    points = [p for p in tradeoff_points(result) if p["over_refusal"] is not None]
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judges = result["judges"]
+    fig, axes = plt.subplots(1, len(judges), figsize=(5.5 * len(judges), 4.5), squeeze=False)
+    markers = "osD^v<>pXh*"
+    for ax, judge in zip(axes[0], judges, strict=True):
+        for i, run in enumerate(r["label"] for r in result["runs"]):
+            mine = [p for p in points if p["judge"] == judge and p["run"] == run]
+            if mine:
+                ax.scatter([100 * p["over_refusal"] for p in mine], [100 * p["asr"] for p in mine], s=60,
+                           marker=markers[i % len(markers)], label=run)  # fmt: skip
+        ax.set_xlabel("over-refusal on benign prompts (%)")
+        ax.set_ylabel("ASR on harmful prompts (%)")
+        ax.set_xlim(-2, 102)
+        ax.set_ylim(-2, 102)
+        ax.set_title(f"judge {judge}: lower left is better")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_comparison(result: dict[str, Any], output_dir: Path | str) -> list[Path]:
-    """Write ``compare.md``, ``compare.json`` and ``compare.png`` into ``output_dir``; returns their paths."""
+    """Write ``compare.md``, ``compare.json``, ``compare.png`` (bars) and, where benign prompts were answered,
+    ``tradeoff.png`` (ASR against over-refusal per run) into ``output_dir``; returns their paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     md_path, json_path, png_path = out / "compare.md", out / "compare.json", out / "compare.png"
@@ -108,4 +164,7 @@ def write_comparison(result: dict[str, Any], output_dir: Path | str) -> list[Pat
     md_path.write_text("\n".join(md) + "\n")
     json_path.write_text(json.dumps(result, indent=2, allow_nan=False, default=str))
     _plot(result, png_path)
-    return [md_path, json_path, png_path]
+    written = [md_path, json_path, png_path]
+    if _plot_tradeoff(result, out / "tradeoff.png"):
+        written.append(out / "tradeoff.png")
+    return written

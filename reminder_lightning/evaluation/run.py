@@ -135,10 +135,14 @@ class EvaluationModule(L.LightningModule):
 
     def test_step(self, batch: list[EvalSample], batch_idx: int) -> None:
         images = [None if s.image is None else decode_image(s.image, s.benchmark, s.id) for s in batch]
+        started = time.perf_counter()
         outputs = self.defence.generate(images, [s.prompt for s in batch], self.decoding)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - started) / max(len(batch), 1)
         described, decoding = self.defence.describe(), self.decoding.as_dict()
         for sample, out in zip(batch, outputs, strict=True):
-            self._writer.write(GenerationRecord.from_output(sample, out, described, decoding).to_json())
+            self._writer.write(GenerationRecord.from_output(sample, out, described, decoding, seconds).to_json())
 
     def on_test_epoch_end(self) -> None:
         if self._writer is not None:

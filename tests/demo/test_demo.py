@@ -70,6 +70,17 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     answered = read_jsonl(work / "eval" / "safety_reminder" / "generations.jsonl")
     assert all(r["defence"]["threshold"] == pytest.approx(gate["threshold"]) for r in answered)
 
+    # every defence on the same held-out prompts, one command
+    defended = subprocess.run(
+        ["bash", "scripts/demo_defences.sh", str(work)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert defended.returncode == 0, defended.stdout[-3000:] + defended.stderr[-3000:]
+    table = json.loads((work / "defences" / "compare.json").read_text())
+    assert {r["label"] for r in table["runs"]} == {"none", "safety_reminder (gated)", "safety_reminder (always)",
+                                                 "self_reminder", "adashield_s", "ecso"}  # fmt: skip
+    ratios = [r["latency_ratio"] for r in table["results"] if r["run"] != "none"]
+    assert ratios and all(x > 0 for x in ratios) and (work / "defences" / "tradeoff.png").exists()
+
     # the demo's attack script on the same run: plain and adaptive PGD images, then defended held-out answers
     import importlib.util
 

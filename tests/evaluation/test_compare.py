@@ -224,7 +224,7 @@ def test_table_and_files(two_runs, tmp_path):
     assert "Wilson 95%" in table and "Baseline: none." in table
 
     paths = write_comparison(result, tmp_path / "out")
-    assert [p.name for p in paths] == ["compare.md", "compare.json", "compare.png"]
+    assert [p.name for p in paths] == ["compare.md", "compare.json", "compare.png", "tradeoff.png"]
     md = paths[0].read_text()
     assert table in md and str(two_runs[1]) in md and "tiny-vlm" in md and '"seed": 0' in md
     assert "benchmark extra: missing from none" in md
@@ -242,7 +242,7 @@ def test_command_entry(two_runs, tmp_path, capsys):
     out = tmp_path / "cmp"
     result = main(["--runs", f"[{two_runs[0]}, {two_runs[1]}]", "--output_dir", str(out), "--labels", "[a, b]"])
     assert result["baseline"] == "a" and [r["label"] for r in result["runs"]] == ["a", "b"]
-    assert {p.name for p in out.iterdir()} == {"compare.md", "compare.json", "compare.png"}
+    assert {p.name for p in out.iterdir()} == {"compare.md", "compare.json", "compare.png", "tradeoff.png"}
     printed = capsys.readouterr().out
     assert "| advbench | keyword | b | 64 | 1.6% [0.3, 8.3] |" in printed
     assert "Skipped benchmark extra" in printed and str(out / "compare.json") in printed
@@ -334,3 +334,29 @@ def test_across_runs_gives_mean_sd_and_range_over_the_non_baseline_runs():
     assert "10.0% ± 10.0 [0.0, 20.0]" in spread_table([row])
     result["runs"] = result["runs"][:2]
     assert across_runs(result) == []
+
+
+def test_tradeoff_points_and_latency(tmp_path):
+    from reminder_lightning.evaluation.compare_report import tradeoff_points
+
+    base = baseline_run(tmp_path / "none")
+    defended = defended_run(tmp_path / "reminder")
+    for folder, seconds in ((base, 0.5), (defended, 0.6)):  # the defence's answers took 1.2x as long
+        rows = [json.loads(line) for line in (folder / "generations.jsonl").read_text().splitlines()]
+        write_jsonl(folder / "generations.jsonl", [{**r, "seconds": seconds} for r in rows])
+    result = compare_runs([str(base), str(defended)])
+    row = find(result, "advbench", "safety_reminder (gated)")
+    assert row["seconds_per_answer"] == pytest.approx(0.6) and row["latency_ratio"] == pytest.approx(1.2)
+    assert "| 0.60 (1.20x) |" in compare_table(result)
+    points = {(p["judge"], p["run"], p["benchmark"]): p for p in tradeoff_points(result)}
+    point = points[("keyword", "safety_reminder (gated)", "advbench")]
+    assert point["asr"] == pytest.approx(1 / 64) and point["over_refusal"] == pytest.approx(
+        2 / 10
+    )  # b8, b9 refused
+    assert points[("keyword", "none", "advbench")]["over_refusal"] == 0.0
+
+
+def test_runs_without_timing_show_no_latency(two_runs):
+    result = compare_runs(list(two_runs))
+    assert find(result, "advbench", "none")["seconds_per_answer"] is None
+    assert find(result, "advbench", "none")["latency_ratio"] is None

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The demo's held-out prompts through every defence (configs/compare/demo_defences.yaml), for a demo folder that
+# `scripts/demo.sh WORK_DIR ...` made: scripts/demo_defences.sh [WORK_DIR=runs/demo]. Extra `test` arguments per
+# defence: DEMO_TEST_ARGS (the reduced demo test uses them). Table: WORK_DIR/defences/compare.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-runs/demo}
+PY=${PYTHON:-python}
+C="$WORK/configs"
+mkdir -p "$C"
+sed -e "s#runs/demo\(/\|\$\)#$WORK\1#g" configs/demo/eval.yaml >"$C/eval.yaml"
+sed -e "s#configs/demo/eval.yaml#$C/eval.yaml#" -e "s#runs/demo\(/\|\$\)#$WORK\1#g" configs/compare/demo_defences.yaml \
+  >"$C/demo_defences.yaml"
+test_args=""
+for a in ${DEMO_TEST_ARGS:-}; do test_args="$test_args\"$a\","; done
+start=$(date +%s)
+$PY -m reminder_lightning compare --config "$C/demo_defences.yaml" --test_args "[${test_args%,}]"
+echo "Defences compared in $(($(date +%s) - start)) s: $WORK/defences/compare.md"
