@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,8 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("select-spa-vl", "configs/select_spa_vl.yaml", ["--batch_size=4"]),
         *_family_chain("llava"),
         ("attack", "configs/attacks/gcg_llava.yaml", SMALL_GCG),
-        ("attack", "configs/attacks/gcg_llava_reference.yaml", SMALL_GCG),
+        # the tiny tokenizer splits " x" in two; LLaVA's keeps it one token, as GCG needs
+        ("attack", "configs/attacks/gcg_llava_reference.yaml", [*SMALL_GCG, "--attack.init_args.init_token=!"]),
         ("attack", "configs/attacks/bap_pgd_llava.yaml", [*SMALL_PGD, "--attack.init_args.split=seeded"]),
         (
             "attack",
@@ -130,6 +132,8 @@ def twin(node, guard: str, rewriter: str = ""):
         out["model"] = guard
     if out.get("model") == REWRITER:
         out["model"] = rewriter
+    if out.get("accelerator") is not None and not (isinstance(out.get("devices"), int) and out["devices"] > 0):
+        out["devices"] = 1  # "all GPUs" (-1) is one process on the CPU
     for key, cpu in (("device", "cpu"), ("accelerator", "cpu"), ("precision", "32-true")):
         if key in out and isinstance(out[key], str) and out[key] not in ("cpu", "32-true"):
             out[key] = cpu
@@ -152,8 +156,9 @@ def _fixtures(root: Path) -> None:
     """Each dataset the 7B configs read, in its published layout, where the configs look for it."""
     data = root / "data"
     data.mkdir()
-    (data / "tiny").symlink_to(REPO / "data" / "tiny")
+    shutil.copytree(REPO / "data" / "tiny", data / "tiny")  # a copy: image paths must stay inside the data root
     write_spa_vl(data / "spa_vl" / "train")
+    (data / "spa_vl" / "selection.json").write_text(json.dumps({"ids": ["0.jpg", "4.jpg", "5.jpg", "10.jpg"]}))
     coco = data / "coco" / "train2017"
     coco.mkdir(parents=True)
     rows = []
