@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -260,6 +261,19 @@ def test_config_twins_run_end_to_end(chain, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     _fixtures(tmp_path)
+    environ = dict(os.environ)
+    try:
+        _run_chain(chain, tmp_path)
+    finally:  # the DDP twin sets MASTER_PORT, WORLD_SIZE, ... and a process group: later subprocesses must not inherit them
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _run_chain(chain: str, tmp_path: Path) -> None:
     guard = _guard_twin(tmp_path)
     from tests.evaluation.test_judges import CHAT_TEMPLATE, _save_llama
 
