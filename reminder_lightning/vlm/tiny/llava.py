@@ -7,6 +7,7 @@ import torch
 from reminder_lightning.vlm.tiny.tokenizers import (
     INIT_RANGE,
     LLAVA_CHAT_TEMPLATE,
+    TINY_TEXT,
     _padded_vocab,
     llama_style_tokenizer,
     llava_processor,
@@ -20,14 +21,6 @@ TINY_VISION = {
     "image_size": 56,
     "patch_size": 14,
     "projection_dim": 32,
-}
-TINY_TEXT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
 }
 
 

@@ -8,17 +8,13 @@ from reminder_lightning.vlm.processors import processor_without_torchvision, tor
 from reminder_lightning.vlm.tiny.tokenizers import (
     INIT_RANGE,
     QWEN2_VL_CHAT_TEMPLATE,
+    TINY_TEXT,
     _padded_vocab,
     train_tokenizer,
 )
 
-TINY_TEXT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
+TINY_QWEN_TEXT = {
+    **TINY_TEXT,
     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
 }
 TINY_VISION = {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2}
@@ -68,7 +64,7 @@ def qwen2_vl_parts(
     config = Qwen2VLConfig(
         text_config={
             "vocab_size": vocab,
-            **(text or TINY_TEXT),
+            **(text or TINY_QWEN_TEXT),
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
             "bos_token_id": ids["<|endoftext|>"],

@@ -9,6 +9,15 @@ from __future__ import annotations
 #: Weight init std of the tiny models. Larger than the usual 0.02 so that a 2-layer random model has
 #: peaked (not near-uniform) next-token distributions that a 4-vector soft prompt can visibly steer.
 INIT_RANGE = 0.2
+#: The tiny language model's sizes, shared by every family.
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+}
 _CORPUS = """
 The quick brown fox jumps over the lazy dog. A picture shows a red square on a white background.
 How do I bake bread at home? Mix flour, water, salt and yeast, knead the dough, let it rise and bake it.
