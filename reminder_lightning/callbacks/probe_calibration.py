@@ -34,9 +34,8 @@ from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.calibration import (
     CheckStates,
     ThresholdRule,
+    calibrate_gate,
     collect_check_states,
-    fit_candidates,
-    select_gate,
 )
 from reminder_lightning.reminder.injection import ReminderInjector
 
@@ -54,6 +53,10 @@ class ProbeCalibration(L.Callback):
         components: PCA sizes of the candidates.
         target_fpr: Share of validation benign *answers* the gate may flag.
         threshold_rule: ``mid_gap`` or ``at_fpr`` (see :mod:`reminder_lightning.reminder.calibration`).
+        cross_fit_folds: 0: candidates are fitted on the training answers and chosen on the validation answers.
+            ``k >= 2``: chosen on out-of-fold scores of the validation answers (each scored by candidates fitted on
+            the training answers plus the other ``k - 1`` folds), and the chosen candidate is refitted on training
+            and validation answers together: more answers to fit on, the same untouched scores to choose on.
         include_trained_probe: Also consider the probe the module trained with (SAPT's BCE term), as it is.
         max_answer_tokens: The decoding budget (``max_new_tokens``): checks after fewer tokens than this are read.
         max_train_per_class: Use at most this many training records per class (None: all).
@@ -72,6 +75,7 @@ class ProbeCalibration(L.Callback):
         components: list[int] | None = None,
         target_fpr: float = 0.01,
         threshold_rule: ThresholdRule = "mid_gap",
+        cross_fit_folds: int = 0,
         include_trained_probe: bool = True,
         max_answer_tokens: int = 64,
         max_train_per_class: int | None = None,
@@ -89,7 +93,10 @@ class ProbeCalibration(L.Callback):
         self.train_harmful, self.train_benign = train_harmful, train_benign
         self.layers = list(layers) if layers else [-1]
         self.components = list(components) if components else [4]
+        if cross_fit_folds == 1 or cross_fit_folds < 0:
+            raise ValueError(f"cross_fit_folds must be 0 (off) or >= 2, got {cross_fit_folds}")
         self.target_fpr, self.threshold_rule = target_fpr, threshold_rule
+        self.cross_fit_folds = cross_fit_folds
         self.include_trained_probe = include_trained_probe
         self.max_answer_tokens, self.max_train_per_class = max_answer_tokens, max_train_per_class
         self.with_images, self.batch_size = with_images, batch_size
@@ -134,15 +141,17 @@ class ProbeCalibration(L.Callback):
             }
         finally:
             pl_module.injector.attach()
-        candidates = fit_candidates(
-            states["train harmful"], states["train benign"], self.layers, self.components, given
-        )
-        choice = select_gate(
-            candidates,
+        choice = calibrate_gate(
+            states["train harmful"],
+            states["train benign"],
             states["validation harmful"],
             states["validation benign"],
+            self.layers,
+            self.components,
+            given,
             self.target_fpr,
             self.threshold_rule,
+            self.cross_fit_folds,
         )
         self.report = {
             **choice.report,

@@ -28,10 +28,10 @@ from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
 from reminder_lightning.reminder.calibration import (
     ThresholdRule,
+    calibrate_gate,
     collect_check_states,
     fit_candidates,
     sample_scores,
-    select_gate,
 )
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import Position, roc_auc
@@ -59,6 +59,7 @@ def fit_probe(
     with_images: bool = False,
     target_fpr: float | None = None,
     threshold_rule: ThresholdRule = "at_fpr",
+    cross_fit_folds: int = 0,
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -89,6 +90,10 @@ def fit_probe(
             flagged; None: keep the artifact's threshold and choose by ROC AUC.
         threshold_rule: ``at_fpr`` (the largest threshold within ``target_fpr``) or ``mid_gap`` (same validation
             flags, threshold mid-way in log-odds between the classes).
+        cross_fit_folds: With ``target_fpr``: 0 fits the candidates on the training records and chooses on the
+            validation ones; ``k >= 2`` chooses on out-of-fold validation scores (each validation answer scored by
+            candidates fitted on the training records plus the other folds) and refits the chosen candidate on
+            training and validation records together.
         batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
@@ -142,11 +147,18 @@ def fit_probe(
         )  # fmt: skip
 
     s = {name: states(name) for name in sets}
-    candidates = fit_candidates(s["train_harmful"], s["train_benign"], layers, components)
+    if cross_fit_folds and target_fpr is None:
+        raise ValueError("cross_fit_folds chooses the gate at an operating point: set target_fpr too.")
     if target_fpr is not None:
-        choice = select_gate(candidates, s["val_harmful"], s["val_benign"], target_fpr, threshold_rule)
+        choice = calibrate_gate(
+            s["train_harmful"], s["train_benign"], s["val_harmful"], s["val_benign"], layers, components, None,
+            target_fpr, threshold_rule, cross_fit_folds, seed,
+        )  # fmt: skip
         name, probe, calibration = choice.name, choice.probe, choice.report
-    else:  # no operating point asked for: the candidate that ranks validation answers best
+    else:
+        candidates = fit_candidates(
+            s["train_harmful"], s["train_benign"], layers, components
+        )  # no operating point asked for: the candidate that ranks validation answers best
         aucs = {
             n: roc_auc(*_scored(p, s["val_harmful"], s["val_benign"])) for n, p in candidates.items()
         }  # fmt: skip

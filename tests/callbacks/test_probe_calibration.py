@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from reminder_lightning.reminder import load_reminder
-from reminder_lightning.reminder.calibration import CheckStates, fit_candidates, sample_scores, select_gate
+from reminder_lightning.reminder.calibration import (
+    CheckStates,
+    cross_fit_gate,
+    fit_candidates,
+    sample_scores,
+    select_gate,
+)
 from reminder_lightning.reminder.detector import SafetyProbe
 from tests.training.helpers import REPO, run_fit
 
@@ -66,6 +72,54 @@ def test_too_few_validation_benign_answers_for_the_target_fpr_are_reported():
     assert "below the resolution of 10 validation benign answers" in choice.report["warning"]
 
 
+def test_cross_fitting_scores_every_validation_answer_out_of_fold():
+    """Validation answers with random labels and no signal: probes that had seen them would separate them (128
+    components, 40 answers), out-of-fold scores must not; the threshold still keeps the FPR."""
+    g = torch.Generator().manual_seed(0)
+    layers = [5]
+    train_h, train_b = (_states(torch.randn(30, 1, 64, generator=g), list(range(30)), layers, 30) for _ in "hb")
+    noise_h, noise_b = torch.randn(20, 1, 64, generator=g), torch.randn(20, 1, 64, generator=g)
+    val_h, val_b = _states(noise_h, list(range(20)), layers, 20), _states(noise_b, list(range(20)), layers, 20)
+    in_sample = fit_candidates(val_h, val_b, layers, [40])["layer5_pca40"]
+    assert select_gate({"seen": in_sample}, val_h, val_b, 0.05).report["val_answer_auc"] > 0.95
+    choice = cross_fit_gate(train_h, train_b, val_h, val_b, layers, [40], target_fpr=0.05, folds=4)
+    assert choice.report["val_answer_auc"] < 0.8
+    assert choice.report["val_fpr"] <= 0.05 + 1e-6 and choice.report["cross_fit"]["folds"] == 4
+
+
+def test_cross_fitting_learns_from_validation_answers_and_exports_a_probe_fitted_on_all_of_them():
+    """Training answers carry no signal; the validation answers do (layer 5, dimension 0). Fitted on training alone
+    the gate catches little; cross-fitted, the out-of-fold scores catch most, and the exported probe is fitted on
+    training + validation answers (its PCA mean is theirs)."""
+    layers = [5, -1]
+    g = torch.Generator().manual_seed(1)
+    train_h, train_b = (_states(torch.randn(40, 2, 8, generator=g), list(range(40)), layers, 40) for _ in "hb")
+    vh, vb = _two_layer_data(2, 60)
+    val_h, val_b = _states(vh, list(range(60)), layers, 60), _states(vb, list(range(60)), layers, 60)
+    plain = select_gate(fit_candidates(train_h, train_b, layers, [2]), val_h, val_b, target_fpr=0.02)
+    crossed = cross_fit_gate(train_h, train_b, val_h, val_b, layers, [2], target_fpr=0.02, folds=5)
+    assert plain.report["val_tpr"] < 0.5 < 0.9 < crossed.report["val_tpr"]
+    assert crossed.probe.layer_index == 5 and crossed.report["val_fpr"] <= 0.02 + 1e-6
+    pooled = torch.cat([train_h.layer(5), train_b.layer(5), val_h.layer(5), val_b.layer(5)])
+    torch.testing.assert_close(crossed.probe.mean, pooled.mean(0))
+    assert crossed.report["cross_fit"]["exported_probe_fitted_on"] == {
+        "harmful_answers": 100,
+        "benign_answers": 100,
+    }
+    with pytest.raises(ValueError, match="at least 61 validation answers"):
+        cross_fit_gate(train_h, train_b, val_h, val_b, layers, [2], folds=61)
+
+
+def test_check_states_subset_and_concat_renumber_answers():
+    hidden = torch.arange(5.0).reshape(5, 1, 1)
+    states = _states(hidden, [0, 0, 1, 2, 2], [-1], 4)  # answer 3 has no check
+    part = states.subset([2, 3, 0])
+    assert part.num_samples == 3 and part.sample.tolist() == [2, 2, 0, 0]  # answer 0 became 2, answer 2 became 0
+    assert part.hidden.reshape(-1).tolist() == [0.0, 1.0, 3.0, 4.0]
+    both = CheckStates.concat([part, states])
+    assert both.num_samples == 7 and both.sample.tolist() == [2, 2, 0, 0, 3, 3, 4, 5, 5]
+
+
 @pytest.mark.slow
 def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch):
     """A real tiny fit: the artifact carries the probe, layer and threshold the calibration chose (whatever the
@@ -89,6 +143,7 @@ def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch
                 "target_fpr": 0.2,
                 "max_answer_tokens": 24,
                 "max_train_per_class": 12,
+                "cross_fit_folds": 2,
                 "report_path": str(report_path),
             },
         }
@@ -111,3 +166,5 @@ def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch
     checks = report["validation"]["harmful_checks"]
     assert checks > report["validation"]["harmful_answers"]  # several check points per answer (interval 4)
     assert art.interval == 4
+    assert report["cross_fit"]["folds"] == 2  # chosen out of fold, exported probe fitted on train + validation
+    assert report["cross_fit"]["exported_probe_fitted_on"] == {"harmful_answers": 20, "benign_answers": 20}
