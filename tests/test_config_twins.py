@@ -63,6 +63,7 @@ def _family_chain(family: str) -> list[tuple[str, str, list[str]]]:
 CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
     "tiny": [
         ("fit", "configs/tiny.yaml", SMALL_FIT),
+        ("fit", "configs/tiny.yaml --config configs/tiny_prompt_tuning.yaml", SMALL_FIT),
         ("probe", "configs/probe_tiny.yaml", []),
         (
             "probe",
@@ -109,6 +110,7 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
 ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
+ELSEWHERE["configs/demo/fit_prompt_tuning.yaml"] = "scripts/demo_defences.sh"
 #: Configs that need hardware no CPU twin has; they are parsed (tests/test_configs.py), not run.
 NEEDS_GPUS = {
     "configs/trainer/fsdp.yaml": "FSDP shards over several GPUs",
@@ -293,6 +295,7 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
     produced = {
         "tiny": [
             "runs/tiny/reminder+probe.safetensors",
+            "runs/tiny/prompt_tuning/adapter_model.safetensors",
             "runs/eval/tiny/safety_reminder/summary.md",
             "runs/compare/tiny/compare.md",
             "runs/compare/tiny/tradeoff.png",

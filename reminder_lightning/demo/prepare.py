@@ -38,10 +38,10 @@ SPLITS = ("train", "val", "test")
 def prompts(
     work_dir: str = "runs/demo",
     seed: int = 1,
-    n_train_harmful: int = 160,
+    n_train_harmful: int = 80,
     n_val_harmful: int = 48,
     n_test_harmful: int = 64,
-    n_train_benign: int = 200,
+    n_train_benign: int = 80,
     n_val_benign: int = 100,
     n_test_benign: int = 64,
 ) -> dict:

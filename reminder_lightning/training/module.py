@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -24,11 +23,10 @@ from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import DEFAULT_INIT_TEXT, InitKind, SoftPrompt
-from reminder_lightning.training.loss import per_sample_lm_loss
+from reminder_lightning.training.objectives import Objective, SaptObjective
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 _TRAINED_PREFIXES = ("soft_prompt.", "probe.")
-_BATCH_EXTRAS = ("labels", "reminder_index", "is_safe")
 
 
 def reference_adamw(params) -> torch.optim.Optimizer:
@@ -57,6 +55,8 @@ class SafetyReminderModule(L.LightningModule):
         export_path: Where to write ``reminder.safetensors`` at the end of fit; default: the run directory.
         overwrite_export: Replace an existing file at the export path. Off by default: a fit that would overwrite
             an earlier reminder stops before training, naming the file.
+        objective: What is optimised and written (default :class:`SaptObjective`); a baseline such as
+            prompt tuning plugs in here (``class_path`` in the config) and reuses everything else.
     """
 
     def __init__(
@@ -73,6 +73,7 @@ class SafetyReminderModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         export_path: str | None = None,
         overwrite_export: bool = False,
+        objective: Objective | None = None,
     ):
         super().__init__()
         if num_tokens < 1:
@@ -82,7 +83,8 @@ class SafetyReminderModule(L.LightningModule):
         self.schedule = (
             schedule if isinstance(schedule, ReminderSchedule) else ReminderSchedule(**(schedule or {}))
         )
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.objective = objective if objective is not None else SaptObjective()
+        self.save_hyperparameters(ignore=["optimizer", "objective"])
         self.vlm_spec = vlm if isinstance(vlm, VLMSpec) else VLMSpec(**vlm)
         self.optimizer_factory = optimizer
         self.strict_loading = False
@@ -115,6 +117,7 @@ class SafetyReminderModule(L.LightningModule):
                 )
             self.probe = probe.to(vlm.device)
         self.injector = ReminderInjector(vlm.input_embeddings(), self.soft_prompt).attach()
+        self.objective.setup(self)
 
     def train(self, mode: bool = True):
         """Lightning switches modules to train mode; the frozen VLM stays in eval (no dropout)."""
@@ -133,6 +136,7 @@ class SafetyReminderModule(L.LightningModule):
                 f"{target} exists: this fit would overwrite that reminder when it ends. Fix: set "
                 "--model.export_path to a new file, or --model.overwrite_export true to replace it."
             )
+        self.objective.on_fit_start(self)
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         rank_zero_info(f"Safety Reminder: {trainable:,} trainable parameters, {frozen:,} frozen.")
@@ -141,24 +145,8 @@ class SafetyReminderModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def sapt_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """LM loss on the targets (+ probe BCE at the last reminder token when a probe is set)."""
-        inputs = {k: v for k, v in batch.items() if k not in _BATCH_EXTRAS}
-        labels, reminder_index = batch["labels"], batch["reminder_index"]
-        start = int(reminder_index.min())
-        out = self.vlm.model(
-            **inputs, output_hidden_states=self.probe is not None, logits_to_keep=labels.shape[1] - start
-        )
-        lm_loss = per_sample_lm_loss(out.logits, labels[:, start:]).mean()
-        losses = {"lm_loss": lm_loss, "loss": lm_loss}
-        if self.probe is not None:
-            rows = torch.arange(labels.shape[0], device=labels.device)
-            hidden = self.probe.select(out.hidden_states)[rows, reminder_index]
-            logit = self.probe.logit(hidden)
-            cls_loss = F.binary_cross_entropy_with_logits(logit, batch["is_safe"].float())
-            losses["cls_loss"] = cls_loss
-            losses["loss"] = lm_loss + self.hparams.cls_weight * cls_loss
-            losses["p_safe"] = torch.sigmoid(logit.detach()).mean()
-        return losses
+        """The objective's loss terms for one batch (SAPT by default: LM loss + probe BCE)."""
+        return self.objective.losses(self, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.sapt_losses(batch)
@@ -188,14 +176,14 @@ class SafetyReminderModule(L.LightningModule):
                 f"files), so no reminder was trained; nothing is written to {target}."
             )
         if self.trainer.is_global_zero:
-            self.exported_path = self.export(target)
-            rank_zero_info(f"Safety Reminder written to {self.exported_path}")
+            self.exported_path = self.objective.export(self, target)
+            rank_zero_info(f"{self.objective.name}: written to {self.exported_path}")
 
     def _export_target(self) -> Path:
         if self.hparams.export_path:
             return Path(self.hparams.export_path)
         run_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return Path(run_dir) / "reminder.safetensors"
+        return Path(run_dir) / self.objective.default_export_name
 
     def set_gate(self, probe: SafetyProbe, threshold: float, report: dict[str, Any]) -> None:
         """Install a calibrated gate (see :class:`~reminder_lightning.callbacks.probe_calibration.ProbeCalibration`):
@@ -217,6 +205,7 @@ class SafetyReminderModule(L.LightningModule):
                 mode=GateMode.gated if self.probe is not None else GateMode.always
             ).to_metadata(),
             "cls_weight": str(hp.cls_weight),
+            "objective": self.objective.name,
             "config": json.dumps(_jsonable(dict(hp)), sort_keys=True),
         }
         if self.gate_report is not None:

@@ -24,6 +24,7 @@ SMALL = {
     "DEMO_TEST_ARGS": "--model.decoding.max_new_tokens 20 --trainer.enable_progress_bar false",
     "DEMO_FIT_ARGS": "--trainer.max_epochs 1 --data.init_args.num_examples 8 --trainer.enable_progress_bar false "
     "--trainer.callbacks.max_answer_tokens 20",
+    "DEMO_PT_ARGS": "--trainer.max_epochs 1 --data.init_args.num_examples 8 --trainer.enable_progress_bar false",
 }
 
 
@@ -77,7 +78,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert defended.returncode == 0, defended.stdout[-3000:] + defended.stderr[-3000:]
     table = json.loads((work / "defences" / "compare.json").read_text())
     assert {r["label"] for r in table["runs"]} == {"none", "safety_reminder (gated)", "safety_reminder (always)",
-                                                 "self_reminder", "adashield_s", "ecso"}  # fmt: skip
+                                                 "self_reminder", "adashield_s", "ecso", "prompt_tuning"}  # fmt: skip
     ratios = [r["latency_ratio"] for r in table["results"] if r["run"] != "none"]
     assert ratios and all(x > 0 for x in ratios) and (work / "defences" / "tradeoff.png").exists()
 
