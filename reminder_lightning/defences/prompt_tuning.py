@@ -146,13 +146,16 @@ class PromptTuningDefence(Defence):
     """The prompt-tuning baseline: trained vectors before every answer, no gate.
 
     Args:
-        adapter: The peft adapter folder ``fit`` wrote with :class:`PromptTuningObjective`.
+        adapter: The peft adapter folder ``fit`` wrote with :class:`PromptTuningObjective` (or
+            :class:`~reminder_lightning.defences.dro.DROObjective`: the same format, other vectors).
+        name: The defence's name in outputs (``dro`` for a DRO adapter).
     """
 
     name = "prompt_tuning"
 
-    def __init__(self, adapter: str):
+    def __init__(self, adapter: str, name: str = "prompt_tuning"):
         self.adapter = adapter
+        self.name = name
         self.config: PeftConfig | None = None
         self.injector: ReminderInjector | None = None
         self.generator: ReminderGenerator | None = None
