@@ -139,7 +139,7 @@ class SafetyReminderModule(L.LightningModule):
         self.objective.on_fit_start(self)
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
-        rank_zero_info(f"Safety Reminder: {trainable:,} trainable parameters, {frozen:,} frozen.")
+        rank_zero_info(f"{self.objective.name}: {trainable:,} trainable parameters, {frozen:,} frozen.")
         for logger in self.loggers:
             logger.log_hyperparams({"params/trainable": trainable, "params/frozen": frozen})
 
