@@ -1,0 +1,149 @@
+"""How the demo's gate calibration options fare on validation answers only (docs/demo.md, docs/calibration.md).
+
+    python scripts/gate_study.py states runs/demo/train-seed2/reminder.safetensors runs/demo states_seed2.pt
+    python scripts/gate_study.py compare states_seed2.pt       # cross-fitting vs plain (--repeats 6)
+    python scripts/gate_study.py curve states_seed2.pt         # 30 / 55 / 80 training answers per class
+    python scripts/gate_study.py l2 states_seed2.pt            # the logistic head's L2 penalty
+
+``states`` reads every check state of a demo's training and validation answers with a trained reminder (the
+framework's ``collect_check_states``, as ``ProbeCalibration`` does); the other steps refit and choose gates on those
+states. Every comparison chooses on one half of the validation answers and measures on the other half (repeated
+over seeded halves); no held-out prompt is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from reminder_lightning.data.records import load_image
+from reminder_lightning.data.sources import LocalRecords
+from reminder_lightning.reminder.artifact import load_reminder
+from reminder_lightning.reminder.calibration import (
+    CheckStates,
+    collect_check_states,
+    cross_fit_gate,
+    fit_candidates,
+    sample_scores,
+    select_gate,
+)
+from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+
+SETS = ("train_harmful", "train_benign", "val_harmful", "val_benign")
+LAYERS, COMPONENTS = [16, 19, 22, 25], [64, 128]
+
+
+def states(reminder: str, work_dir: str, out: str) -> None:
+    adapter = VLMAdapter.load(VLMSpec(name_or_path="demo:smollm2-llava", dtype="float32"), device="cpu")
+    adapter.requires_grad_(False)
+    artifact = load_reminder(reminder)
+    injector = ReminderInjector(adapter.input_embeddings(), artifact.soft_prompt_module())
+    saved = {}
+    for name in SETS:
+        records = LocalRecords(path=f"{work_dir}/data/sapt_{name}.jsonl", kind=name.split("_")[1]).load()
+        answers = [
+            adapter.inputs.encode_text(r.safe_answer if r.is_safe else r.harmful_answer)[:48] for r in records
+        ]
+        images = [load_image(r) if r.image is not None else None for r in records]
+        s = collect_check_states(
+            adapter, [r.question for r in records], images, answers, [13, 16, 19, 22, 25, 28, -1], "reminder",
+            injector, artifact.schedule, 16, desc=name, max_new_tokens=48,
+        )  # fmt: skip
+        saved[name] = {"hidden": s.hidden.half(), "sample": s.sample, "step": s.step, "layers": s.layers}
+        saved[name]["n"] = s.num_samples
+    torch.save(saved, out)
+
+
+def _load(path: str) -> list[CheckStates]:
+    d = torch.load(path)
+    return [
+        CheckStates(d[k]["hidden"].float(), d[k]["sample"], d[k]["step"], d[k]["layers"], d[k]["n"]) for k in SETS
+    ]
+
+
+def _halves(val_h: CheckStates, val_b: CheckStates, repeats: int):
+    g = torch.Generator().manual_seed(123)
+    for r in range(repeats):
+        ph, pb = torch.randperm(val_h.num_samples, generator=g), torch.randperm(val_b.num_samples, generator=g)
+        nh, nb = val_h.num_samples // 2, val_b.num_samples // 2
+        yield r, (val_h.subset(ph[:nh]), val_b.subset(pb[:nb])), (val_h.subset(ph[nh:]), val_b.subset(pb[nb:]))
+
+
+def _rates(choice, measure) -> tuple[float, float]:
+    h, b = (sample_scores(choice.probe, s) for s in measure)
+    return float((h < choice.threshold).float().mean()), float((b < choice.threshold).float().mean())
+
+
+def _print(label: str, rates: list[tuple[float, float]]) -> None:
+    t = torch.tensor(rates)
+    print(f"{label}: harmful flagged {t[:, 0].mean():.3f}, benign flagged {t[:, 1].mean():.3f} (n={len(rates)})")
+
+
+def compare(path: str, repeats: int = 6) -> None:
+    th, tb, vh, vb = _load(path)
+    plain = fit_candidates(th, tb, LAYERS, COMPONENTS)
+    rates = {"plain": [], "cross-fit": []}
+    for r, choose, measure in _halves(vh, vb, repeats):
+        rates["plain"].append(_rates(select_gate(plain, *choose, 0.02), measure))
+        crossed = cross_fit_gate(th, tb, *choose, LAYERS, COMPONENTS, target_fpr=0.02, folds=5, seed=r)
+        rates["cross-fit"].append(_rates(crossed, measure))
+    for label, values in rates.items():
+        _print(label, values)
+
+
+def curve(path: str, repeats: int = 4) -> None:
+    th, tb, vh, vb = _load(path)
+    g = torch.Generator().manual_seed(0)
+    choose, measure = (vh.subset(range(0, 48, 2)), vb.subset(range(0, 100, 2))), (
+        vh.subset(range(1, 48, 2)), vb.subset(range(1, 100, 2)),
+    )  # fmt: skip
+    for n in (30, 55, 80):
+        rates = []
+        for _ in range(repeats if n < min(th.num_samples, tb.num_samples) else 1):
+            sh = th.subset(torch.randperm(th.num_samples, generator=g)[:n])
+            sb = tb.subset(torch.randperm(tb.num_samples, generator=g)[:n])
+            rates.append(_rates(select_gate(fit_candidates(sh, sb, LAYERS, COMPONENTS), *choose, 0.02), measure))
+        _print(f"{n} training answers per class", rates)
+
+
+def l2(path: str, repeats: int = 8) -> None:
+    th, tb, vh, vb = _load(path)
+    labels = torch.cat([torch.zeros(len(th.sample)), torch.ones(len(tb.sample))])
+    for penalty in (1.0, 30.0, 300.0, 3000.0):
+        candidates = {
+            f"layer{layer}_pca{m}": SafetyProbe.fit(
+                torch.cat([th.layer(layer), tb.layer(layer)]), labels, num_components=m, layer=layer, l2=penalty
+            )
+            for layer in LAYERS
+            for m in COMPONENTS
+        }
+        rates = [
+            _rates(select_gate(candidates, *choose, 0.02), measure)
+            for _, choose, measure in _halves(vh, vb, repeats)
+        ]
+        _print(f"l2 {penalty}", rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    s = sub.add_parser("states")
+    s.add_argument("reminder")
+    s.add_argument("work_dir")
+    s.add_argument("out")
+    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8)):
+        p = sub.add_parser(name)
+        p.add_argument("states")
+        p.add_argument("--repeats", type=int, default=repeats)
+    args = parser.parse_args()
+    if args.step == "states":
+        states(args.reminder, args.work_dir, args.out)
+    else:
+        {"compare": compare, "curve": curve, "l2": l2}[args.step](args.states, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
