@@ -38,8 +38,10 @@ class DROObjective(PromptTuningObjective):
     Args:
         harmfulness_probe: Probe file whose logit is the log-odds that a query is benign, at the prompt end of the
             undefended model (``python -m reminder_lightning probe``, ``position: prompt_end``).
-        refusal_probe: Probe file whose logit is the log-odds that the model refuses the query (fitted with the
-            queries the model refuses as the positive class), at the same position.
+        refusal_probe: Probe file whose logit is the log-odds that the model refuses the query, at the same
+            position: ``probe`` with ``harmful`` = :class:`~reminder_lightning.data.sources.JudgedAnswers`
+            ``(run_dir, refused: false)`` and ``benign`` = ``JudgedAnswers(run_dir, refused: true)`` over an
+            undefended ``test`` run (the reference labels its model's own answers the same way).
         refusal_weight: Weight of the refusal term (reference: 1e-2).
         norm_weight: Weight of the movement penalty (reference: 1e-3).
     """
