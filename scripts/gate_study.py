@@ -23,12 +23,11 @@ from reminder_lightning.reminder.artifact import load_reminder
 from reminder_lightning.reminder.calibration import (
     CheckStates,
     collect_check_states,
-    cross_fit_gate,
     fit_candidates,
     sample_scores,
-    select_gate,
 )
 from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 

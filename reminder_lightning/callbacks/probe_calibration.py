@@ -31,12 +31,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sources import RecordSource
-from reminder_lightning.reminder.calibration import (
-    CheckStates,
-    ThresholdRule,
-    calibrate_gate,
-    collect_check_states,
-)
+from reminder_lightning.reminder.calibration import CheckStates, collect_check_states
+from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 
 
@@ -52,7 +48,7 @@ class ProbeCalibration(L.Callback):
         layers: ``hidden_states`` entries the candidates may read (-1: the last layer).
         components: PCA sizes of the candidates.
         target_fpr: Share of validation benign *answers* the gate may flag.
-        threshold_rule: ``mid_gap`` or ``at_fpr`` (see :mod:`reminder_lightning.reminder.calibration`).
+        threshold_rule: ``mid_gap`` or ``at_fpr`` (see :mod:`reminder_lightning.reminder.gate_selection`).
         cross_fit_folds: 0: candidates are fitted on the training answers and chosen on the validation answers.
             ``k >= 2``: chosen on out-of-fold scores of the validation answers (each scored by candidates fitted on
             the training answers plus the other ``k - 1`` folds), and the chosen candidate is refitted on training

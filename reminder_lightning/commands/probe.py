@@ -26,13 +26,8 @@ import torch
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
-from reminder_lightning.reminder.calibration import (
-    ThresholdRule,
-    calibrate_gate,
-    collect_check_states,
-    fit_candidates,
-    sample_scores,
-)
+from reminder_lightning.reminder.calibration import collect_check_states, fit_candidates, sample_scores
+from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import Position, roc_auc
 from reminder_lightning.reminder.schedule import ReminderSchedule

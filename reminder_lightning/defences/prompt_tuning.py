@@ -34,16 +34,16 @@ from reminder_lightning.defences.base import DecodingSettings, Defence
 from reminder_lightning.reminder.generation import ReminderGenerator, ReminderOutput
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
-from reminder_lightning.training.loss import per_sample_lm_loss
-from reminder_lightning.training.objectives import BATCH_EXTRAS, Objective
+from reminder_lightning.training.objectives import SaptObjective
 from reminder_lightning.vlm.adapter import PromptBuilder, VLMAdapter
 
 #: The tensor peft stores a prompt-tuning adapter's vectors under.
 PEFT_PROMPT_KEY = "prompt_embeddings"
 
 
-class PromptTuningObjective(Objective):
-    """Prompt tuning: the LM loss on the targets with the vectors before the answer; written as a peft adapter."""
+class PromptTuningObjective(SaptObjective):
+    """Prompt tuning: the LM loss on the targets with the vectors before the answer (SAPT's loss without a probe,
+    which :meth:`setup` ensures); written as a peft adapter."""
 
     name = "prompt_tuning"
     default_export_name = "prompt_tuning"
@@ -87,13 +87,6 @@ class PromptTuningObjective(Objective):
                 f"answer prefix; data.sapt.p_empty_prefix is {getattr(sapt, 'p_empty_prefix', None)}. Fix: set "
                 "data.init_args.sapt.p_empty_prefix: 1.0."
             )
-
-    def losses(self, module, batch):
-        inputs = {k: v for k, v in batch.items() if k not in BATCH_EXTRAS}
-        labels, start = batch["labels"], int(batch["reminder_index"].min())
-        out = module.vlm.model(**inputs, logits_to_keep=labels.shape[1] - start)
-        loss = per_sample_lm_loss(out.logits, labels[:, start:]).mean()
-        return {"lm_loss": loss, "loss": loss}
 
     def export(self, module, path: Path) -> Path:
         path = Path(path)

@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from reminder_lightning.reminder import load_reminder
-from reminder_lightning.reminder.calibration import (
-    CheckStates,
-    cross_fit_gate,
-    fit_candidates,
-    sample_scores,
-    select_gate,
-)
+from reminder_lightning.reminder.calibration import CheckStates, fit_candidates, sample_scores
 from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
 from tests.training.helpers import REPO, run_fit
 
 
