@@ -126,6 +126,61 @@ def l2(path: str, repeats: int = 8) -> None:
         _print(f"l2 {penalty}", rates)
 
 
+def _mean_logit_rates(probes, threshold_from, measure, target_fpr=0.02):
+    """Rates of a gate that averages the log-odds of ``probes`` (per check), threshold at_fpr on ``threshold_from``."""
+
+    def scores(states: CheckStates) -> torch.Tensor:
+        logit = torch.stack([p.logit(states.layer(p.layer_index)) for p in probes]).mean(0)
+        out = torch.ones(states.num_samples)
+        return out.scatter_reduce(0, states.sample, torch.sigmoid(logit), reduce="amin", include_self=True)
+
+    vh, vb = threshold_from
+    s_h, s_b = scores(vh), scores(vb)
+    from reminder_lightning.reminder.probe_fitting import margin_threshold
+
+    t = margin_threshold(s_h, s_b, target_fpr)
+    mh, mb = (scores(s) for s in measure)
+    return float((mh < t).float().mean()), float((mb < t).float().mean())
+
+
+def _concat_rates(th, tb, layers, m, choose, measure, target_fpr=0.02):
+    """A probe on the concatenated states of ``layers`` (PCA ``m``), threshold mid-gap on ``choose``."""
+    from reminder_lightning.reminder.probe_fitting import margin_threshold
+
+    def stack(s: CheckStates) -> torch.Tensor:
+        return torch.cat([s.layer(layer) for layer in layers], dim=-1)
+
+    labels = torch.cat([torch.zeros(len(th.sample)), torch.ones(len(tb.sample))])
+    probe = SafetyProbe.fit(torch.cat([stack(th), stack(tb)]), labels, num_components=m)
+
+    def scores(s: CheckStates) -> torch.Tensor:
+        out = torch.ones(s.num_samples)
+        return out.scatter_reduce(0, s.sample, probe(stack(s)).float(), reduce="amin", include_self=True)
+
+    t = margin_threshold(scores(choose[0]), scores(choose[1]), target_fpr)
+    mh, mb = (scores(s) for s in measure)
+    return float((mh < t).float().mean()), float((mb < t).float().mean())
+
+
+def ensemble(path: str, repeats: int = 8) -> None:
+    """Several layers in one gate (mean log-odds of per-layer probes, or one probe on concatenated states) against
+    the plain choice of one layer x PCA size."""
+    th, tb, vh, vb = _load(path)
+    plain = fit_candidates(th, tb, LAYERS, COMPONENTS)
+    rates: dict[str, list] = {"plain": []}
+    for _, choose, measure in _halves(vh, vb, repeats):
+        rates["plain"].append(_rates(select_gate(plain, *choose, 0.02), measure))
+        for m in COMPONENTS:
+            probes = [plain[f"layer{layer}_pca{m}"] for layer in LAYERS]
+            rates.setdefault(f"mean-logit {LAYERS} pca{m}", []).append(_mean_logit_rates(probes, choose, measure))
+        for m in (64, 128, 256):
+            rates.setdefault(f"concat {LAYERS} pca{m}", []).append(
+                _concat_rates(th, tb, LAYERS, m, choose, measure)
+            )
+    for label, values in rates.items():
+        _print(label, values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -133,7 +188,7 @@ def main() -> None:
     s.add_argument("reminder")
     s.add_argument("work_dir")
     s.add_argument("out")
-    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8)):
+    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8)):
         p = sub.add_parser(name)
         p.add_argument("states")
         p.add_argument("--repeats", type=int, default=repeats)
@@ -141,7 +196,7 @@ def main() -> None:
     if args.step == "states":
         states(args.reminder, args.work_dir, args.out)
     else:
-        {"compare": compare, "curve": curve, "l2": l2}[args.step](args.states, args.repeats)
+        {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble}[args.step](args.states, args.repeats)
 
 
 if __name__ == "__main__":

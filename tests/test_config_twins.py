@@ -56,6 +56,10 @@ def _family_chain(family: str) -> list[tuple[str, str, list[str]]]:
         ("test", f"configs/eval/paper_{family}.yaml", SMALL_PAPER),
         ("test", f"configs/eval/paper_{family}.yaml --config configs/eval/paper_reminder_{family}.yaml", SMALL_PAPER),
         ("test", f"configs/eval/paper_utility_{family}.yaml", SMALL_PAPER),
+        ("test", f"configs/eval/answers_{family}.yaml", SMALL_PAPER),  # DRO: answers -> refusal probe -> fit
+        ("probe", f"configs/probe_refusal_{family}.yaml", []),
+        ("fit", f"configs/{family}.yaml --config configs/dro_{family}.yaml", SMALL_FIT),
+        ("fit", f"configs/{family}.yaml --config configs/prompt_tuning_{family}.yaml", SMALL_FIT),
     ]  # fmt: skip
 
 
@@ -110,7 +114,8 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
 ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
-ELSEWHERE["configs/demo/fit_prompt_tuning.yaml"] = "scripts/demo_defences.sh"
+for _name in ("fit_prompt_tuning", "fit_dro", "probe_refusal"):
+    ELSEWHERE[f"configs/demo/{_name}.yaml"] = "scripts/demo_defences.sh"
 #: Configs that need hardware no CPU twin has; they are parsed (tests/test_configs.py), not run.
 NEEDS_GPUS = {
     "configs/trainer/fsdp.yaml": "FSDP shards over several GPUs",
@@ -292,6 +297,17 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
             Path("data/spa_vl/selection.json").write_text(
                 json.dumps({"ids": ["0.jpg", "4.jpg", "5.jpg", "10.jpg"]})
             )
+        if spec.startswith("configs/eval/answers_"):
+            # A random twin refuses nothing, so a refusal probe would have one class; the verdicts say what an
+            # aligned model does (refuses the harmful instructions, answers the harmless ones) after checking that
+            # every instruction was answered and judged.
+            run = Path(f"runs/eval/answers_{chain}")
+            rows = read_jsonl(run / "generations.jsonl")
+            assert {r["benchmark"] for r in rows} == {"instructions_harmful", "instructions_harmless"}
+            judged = read_jsonl(run / "judgements.keyword.jsonl")
+            assert sorted(v["key"] for v in judged) == sorted(r["key"] for r in rows)
+            verdicts = [{**v, "refusal": v["key"].startswith("instructions_harmful/")} for v in judged]
+            (run / "judgements.keyword.jsonl").write_text("".join(json.dumps(v) + "\n" for v in verdicts))
     produced = {
         "tiny": [
             "runs/tiny/reminder+probe.safetensors",
@@ -305,8 +321,15 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
             "runs/eval/paper_llava/safety_reminder/summary.md",
             "runs/attacks/bap/prompts.jsonl",
             "runs/attacks/advbench+bap.jsonl",
+            "runs/llava/refusal_probe.safetensors",
+            "runs/llava/dro/adapter_model.safetensors",
         ],
-        "qwen2_vl": ["runs/qwen2_vl/reminder.safetensors", "runs/eval/paper_qwen2_vl/safety_reminder/summary.md"],
+        "qwen2_vl": [
+            "runs/qwen2_vl/reminder.safetensors",
+            "runs/eval/paper_qwen2_vl/safety_reminder/summary.md",
+            "runs/qwen2_vl/dro/adapter_model.safetensors",
+            "runs/qwen2_vl/prompt_tuning/adapter_model.safetensors",
+        ],
     }[chain]
     for path in produced:
         assert Path(path).is_file(), path

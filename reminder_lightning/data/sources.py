@@ -235,11 +235,22 @@ class JudgedAnswers(RecordSource):
         refused: Which prompts: those the model refused (True) or answered (False).
         judge: Whose verdicts decide.
         benchmarks: Only these benchmarks of the run (None: all).
+        with_images: Keep each prompt's image. A run stores an image given as bytes (SPA-VL's parquet) as
+            ``"<bytes>"``, not the image: such a run is read with ``with_images: false`` (text only, as the reference
+            fits its probes), or it stops with an error naming the record.
     """
 
-    def __init__(self, run_dir: str, refused: bool, judge: str = "keyword", benchmarks: list[str] | None = None):
+    def __init__(
+        self,
+        run_dir: str,
+        refused: bool,
+        judge: str = "keyword",
+        benchmarks: list[str] | None = None,
+        with_images: bool = True,
+    ):
         self.run_dir, self.refused, self.judge = Path(run_dir), refused, judge
         self.benchmarks = None if benchmarks is None else set(benchmarks)
+        self.with_images = with_images
 
     @property
     def name(self) -> str:
@@ -269,10 +280,17 @@ class JudgedAnswers(RecordSource):
                 )
             if bool(verdict["refusal"]) != self.refused:
                 continue
+            image = row.get("image") if self.with_images else None
+            if image == "<bytes>":
+                raise ValueError(
+                    f"{answers}:{i + 1} ({row['key']!r}): the run stored this prompt's image as bytes, not a path, so "
+                    "it cannot be read back. Fix: with_images: false (text only), or answer prompts whose images "
+                    "are files."
+                )
             records.append(
                 Record(
                     id=str(row["key"]), question=row["prompt"], safe_answer="", is_safe=self.refused,
-                    image=row.get("image"), category=row.get("category"), source=f"{answers}:{i + 1}",
+                    image=image, category=row.get("category"), source=f"{answers}:{i + 1}",
                 )
             )  # fmt: skip
         if not records:

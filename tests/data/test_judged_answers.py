@@ -49,3 +49,14 @@ def test_a_refusal_probe_is_fitted_from_judged_answers(tmp_path):
         JudgedAnswers(str(run), refused=True), output=str(out), max_per_class=None, device="cpu",
     )  # fmt: skip
     assert out.is_file() and report["train"]["benign"] + report["test"]["benign"] == 6
+
+
+def test_an_image_stored_as_bytes_stops_the_load_unless_text_only(tmp_path):
+    run = _run(tmp_path / "run", [True, False])
+    rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    rows[0]["image"] = "<bytes>"
+    (run / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"generations.jsonl:1 \('b/0'\).*with_images: false"):
+        JudgedAnswers(str(run), refused=True).load()
+    (record,) = JudgedAnswers(str(run), refused=True, with_images=False).load()
+    assert record.image is None and record.question == "question number 0?"

@@ -78,7 +78,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert defended.returncode == 0, defended.stdout[-3000:] + defended.stderr[-3000:]
     table = json.loads((work / "defences" / "compare.json").read_text())
     assert {r["label"] for r in table["runs"]} == {"none", "safety_reminder (gated)", "safety_reminder (always)",
-                                                 "self_reminder", "adashield_s", "ecso", "prompt_tuning"}  # fmt: skip
+                                                 "self_reminder", "adashield_s", "ecso", "prompt_tuning", "dro"}  # fmt: skip
     ratios = [r["latency_ratio"] for r in table["results"] if r["run"] != "none"]
     assert ratios and all(x > 0 for x in ratios) and (work / "defences" / "tradeoff.png").exists()
 
