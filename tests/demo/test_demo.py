@@ -71,10 +71,13 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     answered = read_jsonl(work / "eval" / "safety_reminder" / "generations.jsonl")
     assert all(r["defence"]["threshold"] == pytest.approx(gate["threshold"]) for r in answered)
 
-    # every defence on the same held-out prompts, one command
+    # every defence on the same held-out prompts, one command. Twenty-token answers to ten validation prompts hold
+    # no refusal for DRO's refusal probe to learn from (it stops, as it should), so DRO reads the harmfulness probe
+    # as its refusal direction here; the refusal probe's own chain is tested in tests/data/test_judged_answers.py.
     defended = subprocess.run(
-        ["bash", "scripts/demo_defences.sh", str(work)], cwd=REPO, env=env, capture_output=True, text=True
-    )
+        ["bash", "scripts/demo_defences.sh", str(work)], cwd=REPO, capture_output=True, text=True,
+        env={**env, "DEMO_REFUSAL_PROBE": str(work / "probe.safetensors")},
+    )  # fmt: skip
     assert defended.returncode == 0, defended.stdout[-3000:] + defended.stderr[-3000:]
     table = json.loads((work / "defences" / "compare.json").read_text())
     assert {r["label"] for r in table["runs"]} == {"none", "safety_reminder (gated)", "safety_reminder (always)",
