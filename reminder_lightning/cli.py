@@ -1,4 +1,4 @@
-"""Command line: ``python -m reminder_lightning {fit,validate,test,probe,judge} --config CONFIG``.
+"""Command line: ``python -m reminder_lightning <command> --config CONFIG`` (``--help``: every command).
 
 A thin ``LightningCLI``: the model is :class:`SafetyReminderModule`, the data a
 :class:`HarmfulBenignDataModule` (or a subclass). ``model.vlm`` and ``model.num_tokens`` are linked
@@ -47,6 +47,19 @@ class ReminderCLI(LightningCLI):
                     f"--ckpt_path {ckpt_path} was trained with {key}={before!r}, but this run sets {current!r}: "
                     f"its tensors belong to that setting. Fix: set {key} to {before!r}, or train from scratch."
                 )
+
+    def before_validate(self) -> None:
+        """``validate`` with no validation records would run nothing and exit silently: stop and say why."""
+        if getattr(self.datamodule, "val_fraction", None) == 0:
+            raise ValueError(
+                "validate: the data module holds no validation records (data.init_args.val_fraction is 0). Fix: "
+                "--data.init_args.val_fraction 0.1 (a held-out share of each pool), or evaluate answers with `test`."
+            )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """``fit`` and ``validate``: ``test`` is the evaluation CLI's, and ``predict`` is not offered."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate")}
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.vlm", "data.init_args.vlm")
@@ -112,6 +125,21 @@ class EvaluationCLI(LightningCLI):
             self.model.finalize(self.datamodule.order)
 
 
+COMMANDS = {  # command -> one line for the top-level help
+    "fit": "train a reminder (SAPT) or a baseline's vectors (objective: prompt tuning, DRO); LightningCLI",
+    "validate": "the SAPT losses on the data module's validation share (data.init_args.val_fraction > 0)",
+    "test": "answer benchmarks with a defence, judge them, write summary.md / plots (resumable)",
+    "compare": "N evaluation folders -> one table (compare.md/.json/.png), or a config: defences x benchmarks",
+    "probe": "fit the prompt-end probe, or calibrate the gate at the reminder inside answers",
+    "judge": "re-judge saved generations with other judges, or validate a judge against human labels",
+    "attack": "build attacked benchmarks: FigStep / TYPO images, PGD, adaptive PGD, GCG, BAP",
+    "select-spa-vl": "the reference's SPA-VL training selection (Llama Guard-vetted pairs)",
+}
+NOT_OFFERED = {
+    "predict": "`predict` is not offered: to answer prompts with a defence, put them in a file and run `test` "
+    "with a GenericBenchmark (writes generations.jsonl), or call SafetyReminder.generate from Python.",
+}
+
 EXTRA_COMMANDS = {
     "probe": "reminder_lightning.commands.probe",
     "judge": "reminder_lightning.commands.judge",
@@ -128,10 +156,23 @@ def main(args: list[str] | None = None, run: bool = True):
     ``validate`` / ``predict`` go to the training CLI.
     """
     import importlib
+    import warnings
 
+    # Lightning's own use of a deprecated torch pytree API: nothing a user of this CLI can change.
+    warnings.filterwarnings(
+        "ignore", message=r".*LeafSpec.* is deprecated", module=r"lightning\.pytorch\.utilities\._pytree"
+    )
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in EXTRA_COMMANDS:
-        return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_help())
+        if not argv:
+            raise SystemExit(2)  # a command is needed
+        return None
+    if argv[0] in NOT_OFFERED:
+        raise SystemExit(NOT_OFFERED[argv[0]])
+    if argv[0] in EXTRA_COMMANDS:
+        rest = ["--config" if a == "-c" else a for a in argv[1:]]  # as fit and test accept it
+        return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(rest)
     if argv and argv[0] == "test":
         from reminder_lightning.evaluation.run import BenchmarkDataModule, EvaluationModule
 
@@ -155,3 +196,18 @@ def main(args: list[str] | None = None, run: bool = True):
         args=args,
         run=run,
     )
+
+
+def _help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: python -m reminder_lightning <command> [-c CONFIG] [--print_config] [options]",
+        "",
+        "Train, evaluate and ship the Safety Reminder for vision-language models.",
+        "",
+        "commands:",
+        *[f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()],
+        "",
+        "`python -m reminder_lightning <command> --help` lists a command's options.",
+    ]
+    return "\n".join(lines)

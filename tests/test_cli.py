@@ -48,3 +48,33 @@ def test_probe_help_documents_the_reminder_position_calibration():
     ):
         assert option in out, option
     assert "mid_gap" in out and "at_fpr" in out
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "reminder_lightning", *argv], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_top_level_help_lists_every_command_and_predict_is_refused_with_the_alternative():
+    out = _cli("--help")
+    assert out.returncode == 0
+    for command in ("fit", "validate", "test", "compare", "probe", "judge", "attack", "select-spa-vl"):
+        assert f"\n  {command} " in out.stdout, command
+    assert "predict" not in out.stdout
+    bare = _cli()
+    assert bare.returncode == 2 and "commands:" in bare.stdout
+    refused = _cli("predict", "--config", TINY)
+    assert refused.returncode != 0 and "GenericBenchmark" in refused.stderr
+
+
+def test_every_extra_command_takes_dash_c_and_print_config():
+    out = _cli("probe", "-c", "configs/probe_tiny.yaml", "--print_config")
+    assert out.returncode == 0, out.stderr
+    assert "position:" in out.stdout and "vlm:" in out.stdout
+
+
+def test_validate_without_validation_records_stops_with_the_fix(monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="val_fraction 0.1"):
+        main(["validate", "--config", TINY, "--trainer.logger=false"])

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from reminder_lightning.attacks.base import Attack
 from reminder_lightning.attacks.gcg_search import SuffixSearch, attacked_prompt
@@ -105,9 +106,12 @@ class GCGAttack(Attack):
         if not todo:
             return
         adapter = self._model()
-        with JsonlAppender(path) as out:
+        with JsonlAppender(path) as out, tqdm(total=len(todo), desc="GCG prompts", unit="prompt") as bar:
             for sample in todo:
-                out.write(self.optimise(adapter, sample))
+                row = self.optimise(adapter, sample)
+                out.write(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", success=row["success"])
 
     def apply(self, samples: list[EvalSample], output_dir: Path) -> list[EvalSample]:
         path = Path(output_dir) / SUFFIX_FILE
@@ -151,10 +155,12 @@ class GCGAttack(Attack):
         losses, hits = search.losses(layout, current[None])
         init_loss = best_loss = float(losses[0])
         best, success, steps = current, bool(hits[0]), 0
+        bar = tqdm(total=self.num_steps, desc="GCG steps", unit="step", leave=False)
         while steps < self.num_steps and not (success and self.early_stop):
             grad = search.token_gradient(layout, current)
             candidates = search.candidates(layout, current, grad, self.topk, self.search_width, generator)
             steps += 1
+            bar.update(1)
             if candidates.shape[0] == 0:
                 continue
             losses, hits = search.losses(layout, candidates)
@@ -162,6 +168,8 @@ class GCGAttack(Attack):
             current = candidates[i]
             if float(losses[i]) < best_loss:
                 best, best_loss, success = current, float(losses[i]), bool(hits[i])
+            bar.set_postfix(best_loss=f"{best_loss:.3f}", success=success)
+        bar.close()
         self.steps_run += steps
         suffix = search.suffix_text(best)
         exact = search.retokenises(layout, image, best)

@@ -40,6 +40,7 @@ from reminder_lightning.attacks.pgd_module import (
     levels_to_pil,
     open_image,
 )
+from reminder_lightning.attacks.step_progress import StepProgressBar
 from reminder_lightning.evaluation.benchmarks.advbench import reference_split
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
@@ -227,6 +228,8 @@ class PGDImageAttack(Attack):
             **self.trainer_kwargs,
         }
         callbacks = [checkpoint, *kwargs.pop("callbacks", [])]
+        if self.enable_progress_bar:
+            callbacks.append(StepProgressBar(f"{self.name} steps"))  # not Lightning's per-epoch "Epoch 9/-2"
         trainer = L.Trainer(
             accelerator=self.accelerator,
             devices=self.devices,

@@ -134,7 +134,7 @@ class AttackEvaluation(L.Callback):
 
             self.judge = KeywordJudge()
         with reminder_generator(pl_module, self.max_new_tokens) as generator:
-            outputs = generate_answers(generator, self.samples, self.batch_size)
+            outputs = generate_answers(generator, self.samples, self.batch_size, desc=f"{self.name} answers")
         verdicts = self.judge.judge([s.judge_question for s in self.samples], [o.text for o in outputs])
         scores = safety_scores(self.samples, outputs, verdicts)
         return {f"attack/{self.name}/{k}": scores[k] for k in ("asr", "gate_rate") if k in scores}

@@ -39,10 +39,13 @@ def reminder_generator(pl_module, max_new_tokens: int) -> Iterator[Any]:
         pl_module.train(was_training)
 
 
-def generate_answers(generator, samples: list[EvalSample], batch_size: int) -> list[Any]:
-    """``generator.generate`` over ``samples`` in batches (images decoded from paths or bytes)."""
+def generate_answers(generator, samples: list[EvalSample], batch_size: int, desc: str = "answers") -> list[Any]:
+    """``generator.generate`` over ``samples`` in batches (images decoded from paths or bytes), with a bar over
+    the batches (generation inside ``fit`` takes minutes at 7B)."""
+    from tqdm.auto import tqdm
+
     outputs = []
-    for start in range(0, len(samples), batch_size):
+    for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", leave=False):
         chunk = samples[start : start + batch_size]
         images = [None if s.image is None else decode_image(s.image, s.benchmark, s.id) for s in chunk]
         outputs += generator.generate(images, [s.prompt for s in chunk])
@@ -150,7 +153,7 @@ class PeriodicSafetyEval(L.Callback):
         return metrics
 
     def _evaluate_one(self, generator, name: str, samples: list[EvalSample], pl_module) -> dict[str, float]:
-        outputs = generate_answers(generator, samples, self.batch_size)
+        outputs = generate_answers(generator, samples, self.batch_size, desc=f"{type(self).__name__} answers")
         verdicts = self.judge.judge([s.judge_question for s in samples], [o.text for o in outputs])
         out = {f"val/{name}/{k}": v for k, v in safety_scores(samples, outputs, verdicts).items()}
         self._log_table(pl_module, name, samples, outputs, verdicts)

@@ -72,6 +72,67 @@ class SafetyReminder:
         """
         return cls.from_artifact(load_reminder(path), **config)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | Path,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **config: Any,
+    ) -> SafetyReminder:
+        """Load from an artifact file, a folder :meth:`save_pretrained` wrote, or a hub repo id (``org/name``,
+        at ``revision``; through the hub cache, so a cached revision loads offline with ``local_files_only=True``
+        or ``HF_HUB_OFFLINE=1``). ``config`` as in :meth:`load`."""
+        from reminder_lightning.reminder.hub import resolve_artifact
+
+        return cls.load(resolve_artifact(path_or_repo_id, revision, cache_dir, local_files_only, token), **config)
+
+    def _artifact_metadata(self) -> dict[str, str]:
+        """The metadata to save: the loaded artifact's, with this reminder's current schedule."""
+        metadata = dict(self.metadata)
+        metadata.update(self.config.schedule.to_metadata())
+        return metadata
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        results: str | Path | dict | None = None,
+        training_data: str | None = None,
+    ) -> Path:
+        """Write ``reminder.safetensors`` and a model card (``README.md``) into ``save_directory``.
+
+        Args:
+            results: A ``compare.json`` (or its folder, or the loaded dict) whose rows go into the card's results.
+            training_data: What the reminder was trained on, for the card (else the artifact's ``training_data``).
+        """
+        from reminder_lightning.reminder.hub import save_folder
+
+        return save_folder(
+            save_directory, self.soft_prompt.weight, self.probe, self._artifact_metadata(), results, training_data
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        results: str | Path | dict | None = None,
+        training_data: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        api: Any = None,
+    ):
+        """Save (as :meth:`save_pretrained`) and upload to ``repo_id`` as one commit, creating the repository if
+        needed; ``api``: an ``huggingface_hub.HfApi`` (default: a new one, reading ``HF_TOKEN``)."""
+        from reminder_lightning.reminder.hub import push_to_hub
+
+        return push_to_hub(
+            self.soft_prompt.weight, self.probe, self._artifact_metadata(), repo_id, results, training_data,
+            private=private, token=token, revision=revision, commit_message=commit_message, api=api,
+        )  # fmt: skip
+
     def generator(self, model, processor=None) -> ReminderGenerator:
         adapter = VLMAdapter.wrap(model, processor)
         base = self.metadata.get("model_type")

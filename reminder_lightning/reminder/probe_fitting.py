@@ -71,14 +71,14 @@ def collect_hidden_states(
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Area under the ROC curve of ``scores`` for ``labels`` (1 = positive), ties counted half."""
+    """Area under the ROC curve of ``scores`` for ``labels`` (1 = positive), ties counted half (torchmetrics)."""
+    from torchmetrics.functional.classification import binary_auroc
+
     scores, labels = scores.float().reshape(-1), labels.bool().reshape(-1)
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
+    if bool(labels.all()) or not bool(labels.any()):
         raise ValueError("ROC AUC needs both classes.")
-    greater = (pos[:, None] > neg[None, :]).float().sum()
-    ties = (pos[:, None] == neg[None, :]).float().sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+    # binary_auroc maps scores outside [0, 1] through a sigmoid: monotone, so the area is the same
+    return float(binary_auroc(scores, labels.long()))
 
 
 def threshold_for_fpr(p_safe_benign: torch.Tensor, target_fpr: float) -> float:

@@ -9,6 +9,7 @@ in the run directory.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,8 @@ class SafetyReminderModule(L.LightningModule):
                 "--model.export_path to a new file, or --model.overwrite_export true to replace it."
             )
         self.objective.on_fit_start(self)
+        # The frozen VLM is in eval mode on purpose (see train()); Lightning's warning about it names no fix.
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         rank_zero_info(f"{self.objective.name}: {trainable:,} trainable parameters, {frozen:,} frozen.")

@@ -13,6 +13,7 @@ from PIL import Image
 
 from reminder_lightning.attacks.adaptive_pgd import AdaptivePGDAttack, AdaptivePGDModule, check_cuts
 from reminder_lightning.attacks.pgd import PGDImageAttack, PGDImageModule, goal_target_pairs
+from reminder_lightning.attacks.step_progress import StepProgressBar
 from reminder_lightning.cli import main
 from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
 from reminder_lightning.reminder.artifact import save_reminder
@@ -291,3 +292,12 @@ def test_keep_best_saves_the_image_with_the_highest_validation_asr(tmp_path):
     assert torch.equal(saved, module.best_image.round()) and (run / "last.png").exists()
     with pytest.raises(ValueError, match="set val_goals > 0"):
         _attack(val_goals=0, keep="best")
+
+
+def test_the_progress_bar_counts_steps_against_max_steps_not_epochs(tmp_path):
+    attack = _attack(iterations=6, val_goals=0, enable_progress_bar=True)
+    attack.fit(_samples(), tmp_path)
+    bars = [c for c in attack.trainer.callbacks if isinstance(c, StepProgressBar)]
+    assert len(bars) == 1 and attack.trainer.progress_bar_callback is bars[0]
+    bar = bars[0].train_progress_bar
+    assert bar.total == 6 and bar.n == 6  # 6 of 6 steps over several epochs, never "Epoch 9/-2"

@@ -165,3 +165,14 @@ def test_margin_threshold_never_flags_more_than_at_fpr_with_saturated_scores():
     assert int((benign < mid).sum()) <= int((benign < upper).sum()) == 1  # at most 1% of 100, as asked
     assert int((benign < 1e-6).sum()) == 3  # what the old clamp to 1e-6 flagged
     assert int((harmful < mid).sum()) == 4
+
+
+def test_roc_auc_counts_ties_half_on_scores_with_many_ties():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (40,), generator=g).float() / 4
+    labels = torch.arange(40) % 3 == 0
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg).float() + 0.5 * (pos[:, None] == neg).float()).mean()
+    assert roc_auc(scores, labels) == pytest.approx(float(pairwise), abs=1e-6)
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc(scores, torch.ones(40))
