@@ -68,10 +68,19 @@ def test_top_level_help_lists_every_command_and_predict_is_refused_with_the_alte
     assert refused.returncode != 0 and "GenericBenchmark" in refused.stderr
 
 
-def test_every_extra_command_takes_dash_c_and_print_config():
-    out = _cli("probe", "-c", "configs/probe_tiny.yaml", "--print_config")
+@pytest.mark.parametrize(
+    "command, config, key",
+    [
+        ("probe", "configs/probe_tiny.yaml", "position:"),
+        ("attack", "configs/attacks/gcg_tiny.yaml", "attack:"),
+        ("compare", "configs/compare/tiny_defences.yaml", "defences:"),
+        ("select-spa-vl", "configs/select_spa_vl.yaml", "output:"),
+    ],
+)
+def test_every_extra_command_takes_dash_c_and_print_config(command, config, key):
+    out = _cli(command, "-c", config, "--print_config")
     assert out.returncode == 0, out.stderr
-    assert "position:" in out.stdout and "vlm:" in out.stdout
+    assert key in out.stdout
 
 
 def test_validate_without_validation_records_stops_with_the_fix(monkeypatch):

@@ -153,12 +153,12 @@ def cohen_kappa(a: list[bool], b: list[bool]) -> float:
     n = len(a)
     if n == 0:
         return math.nan
-    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
     pa, pb = sum(a) / n, sum(b) / n
-    expected = pa * pb + (1 - pa) * (1 - pb)
-    if expected == 1.0:
-        return 1.0 if observed == 1.0 else 0.0
-    return (observed - expected) / (1 - expected)
+    if pa * pb + (1 - pa) * (1 - pb) == 1.0:  # torchmetrics gives nan here; identical constant raters agree
+        return 1.0 if list(map(bool, a)) == list(map(bool, b)) else 0.0
+    from torchmetrics.functional.classification import binary_cohen_kappa
+
+    return float(binary_cohen_kappa(torch.tensor(a, dtype=torch.float), torch.tensor(b, dtype=torch.long)))
 
 
 #: Harmful text a reader sees before the reminder takes over is leakage: with the default schedule (interval 16)

@@ -152,6 +152,13 @@ def _results(results: str | Path | dict | None) -> dict | None:
     return data
 
 
+def _short(value: str | None) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _pct(rate: dict | None) -> str:
     if not rate:
         return "-"
@@ -187,7 +194,7 @@ def model_card(
         ("check interval", f"every {metadata.get('interval', '-')} generated tokens"),
         (
             "gate",
-            f"{metadata.get('mode', '-')}, inject when P(safe) < {metadata.get('threshold', '-')}"
+            f"{metadata.get('mode', '-')}, inject when P(safe) < {_short(metadata.get('threshold'))}"
             if has_probe
             else "none (always on)",
         ),  # fmt: skip
