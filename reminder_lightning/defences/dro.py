@@ -39,7 +39,7 @@ class DROObjective(PromptTuningObjective):
         harmfulness_probe: Probe file whose logit is the log-odds that a query is benign, at the prompt end of the
             undefended model (``python -m reminder_lightning probe``, ``position: prompt_end``).
         refusal_probe: Probe file whose logit is the log-odds that the model refuses the query, at the same
-            position: ``probe`` with ``harmful`` = :class:`~reminder_lightning.data.sources.JudgedAnswers`
+            position: ``probe`` with ``harmful`` = :class:`~reminder_lightning.data.judged_answers.JudgedAnswers`
             ``(run_dir, refused: false)`` and ``benign`` = ``JudgedAnswers(run_dir, refused: true)`` over an
             undefended ``test`` run (the reference labels its model's own answers the same way).
         refusal_weight: Weight of the refusal term (reference: 1e-2).

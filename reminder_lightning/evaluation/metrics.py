@@ -154,8 +154,8 @@ def cohen_kappa(a: list[bool], b: list[bool]) -> float:
     if n == 0:
         return math.nan
     pa, pb = sum(a) / n, sum(b) / n
-    if pa * pb + (1 - pa) * (1 - pb) == 1.0:  # torchmetrics gives nan here; identical constant raters agree
-        return 1.0 if list(map(bool, a)) == list(map(bool, b)) else 0.0
+    if pa * pb + (1 - pa) * (1 - pb) == 1.0:  # both raters give one identical constant: torchmetrics says nan
+        return 1.0
     from torchmetrics.functional.classification import binary_cohen_kappa
 
     return float(binary_cohen_kappa(torch.tensor(a, dtype=torch.float), torch.tensor(b, dtype=torch.long)))

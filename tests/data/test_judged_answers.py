@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reminder_lightning.commands.probe import fit_probe
-from reminder_lightning.data.sources import JudgedAnswers
+from reminder_lightning.data.judged_answers import JudgedAnswers
 from reminder_lightning.vlm.adapter import VLMSpec
 
 

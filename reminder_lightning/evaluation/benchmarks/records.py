@@ -2,7 +2,7 @@
 
 DRO's refusal direction is fitted on what the undefended model does with its training prompts (the reference labels
 its model's own answers); this lets ``test`` answer them, and
-:class:`~reminder_lightning.data.sources.JudgedAnswers` then reads the judged run back as two probe classes.
+:class:`~reminder_lightning.data.judged_answers.JudgedAnswers` then reads the judged run back as two probe classes.
 """
 
 from __future__ import annotations
