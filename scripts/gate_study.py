@@ -4,6 +4,8 @@
     python scripts/gate_study.py compare states_seed2.pt       # cross-fitting vs plain (--repeats 6)
     python scripts/gate_study.py curve states_seed2.pt         # 30 / 55 / 80 training answers per class
     python scripts/gate_study.py l2 states_seed2.pt            # the logistic head's L2 penalty
+    python scripts/gate_study.py states ... --fit_stride 4 dense_seed2.pt   # training answers read every 4 tokens
+    python scripts/gate_study.py dense dense_seed2.pt          # fit on states every 16 / 8 / 4 tokens
 
 ``states`` reads every check state of a demo's training and validation answers with a trained reminder (the
 framework's ``collect_check_states``, as ``ProbeCalibration`` does); the other steps refit and choose gates on those
@@ -35,7 +37,7 @@ SETS = ("train_harmful", "train_benign", "val_harmful", "val_benign")
 LAYERS, COMPONENTS = [16, 19, 22, 25], [64, 128]
 
 
-def states(reminder: str, work_dir: str, out: str) -> None:
+def states(reminder: str, work_dir: str, out: str, fit_stride: int | None = None) -> None:
     adapter = VLMAdapter.load(VLMSpec(name_or_path="demo:smollm2-llava", dtype="float32"), device="cpu")
     adapter.requires_grad_(False)
     artifact = load_reminder(reminder)
@@ -47,9 +49,12 @@ def states(reminder: str, work_dir: str, out: str) -> None:
             adapter.inputs.encode_text(r.safe_answer if r.is_safe else r.harmful_answer)[:48] for r in records
         ]
         images = [load_image(r) if r.image is not None else None for r in records]
+        schedule = artifact.schedule
+        if fit_stride and name.startswith("train"):  # training answers read every fit_stride tokens
+            schedule = schedule.replace(interval=fit_stride)
         s = collect_check_states(
             adapter, [r.question for r in records], images, answers, [13, 16, 19, 22, 25, 28, -1], "reminder",
-            injector, artifact.schedule, 16, desc=name, max_new_tokens=48,
+            injector, schedule, 16, desc=name, max_new_tokens=48,
         )  # fmt: skip
         saved[name] = {"hidden": s.hidden.half(), "sample": s.sample, "step": s.step, "layers": s.layers}
         saved[name]["n"] = s.num_samples
@@ -181,6 +186,27 @@ def ensemble(path: str, repeats: int = 8) -> None:
         _print(label, values)
 
 
+def _every(states: CheckStates, stride: int) -> CheckStates:
+    """The checks of ``states`` after ``stride - 1``, ``2 * stride - 1``, ... tokens."""
+    keep = (states.step + 1) % stride == 0
+    return CheckStates(
+        states.hidden[keep], states.sample[keep], states.step[keep], states.layers, states.num_samples
+    )
+
+
+def dense(path: str, repeats: int = 8) -> None:
+    """Candidates fitted on training answers read at the checks (every 16 tokens) or every 8 / 4 tokens; chosen and
+    measured at the real checks of the validation answers, at 1 and 2 of 50 benign answers allowed."""
+    th, tb, vh, vb = _load(path)
+    layers, components = [13, 16, 19, 22, 25, 28, -1], [16, 32, 64, 128]
+    for stride in (16, 8, 4):
+        sh, sb = _every(th, stride), _every(tb, stride)
+        candidates = fit_candidates(sh, sb, layers, components)
+        for fpr in (0.02, 0.04):
+            rates = [_rates(select_gate(candidates, *c, fpr), m) for _, c, m in _halves(vh, vb, repeats)]
+            _print(f"fit every {stride} tokens ({len(sh.sample)} + {len(sb.sample)} states), fpr {fpr}", rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -188,15 +214,17 @@ def main() -> None:
     s.add_argument("reminder")
     s.add_argument("work_dir")
     s.add_argument("out")
-    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8)):
+    s.add_argument("--fit_stride", type=int, default=None)
+    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8), ("dense", 8)):
         p = sub.add_parser(name)
         p.add_argument("states")
         p.add_argument("--repeats", type=int, default=repeats)
     args = parser.parse_args()
     if args.step == "states":
-        states(args.reminder, args.work_dir, args.out)
+        states(args.reminder, args.work_dir, args.out, args.fit_stride)
     else:
-        {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble}[args.step](args.states, args.repeats)
+        steps = {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble, "dense": dense}
+        steps[args.step](args.states, args.repeats)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ the probe says P(safe) < threshold. So besides the target string itself the imag
   ``target[:c]`` exactly as training and generation insert it (placeholder ids swapped for the soft prompt
   by :class:`~reminder_lightning.reminder.injection.ReminderInjector`), the probe's P(safe) is pushed up
   (BCE toward *safe*, ``-log P(safe)``);
+  With a ``jitter`` schedule the attacker knows the windows but not the draws: every step draws fresh check
+  points (an expectation over the randomness);
 * **survive the reminder**: should the reminder be kept anyway, the harmful continuation ``target[c:]``
   after it stays likely (its cross-entropy).
 
@@ -19,6 +21,7 @@ ASR of the *defended* model (gated generation with the artifact), plus its gate 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +90,7 @@ class AdaptivePGDModule(PGDImageModule):
             mode=GateMode.gated,
         )
         self.interval, self.threshold = self.schedule.interval, self.schedule.threshold
+        self._cut_rng = random.Random(0)  # draws check points when the schedule has jitter
         self.soft_prompt = artifact.soft_prompt_module().to(self.vlm.device).requires_grad_(False)
         self.probe = artifact.probe.to(self.vlm.device).requires_grad_(False)
         self.injector = ReminderInjector(self.vlm.input_embeddings(), self.soft_prompt)  # attached per forward
@@ -98,8 +102,9 @@ class AdaptivePGDModule(PGDImageModule):
         hp = self.hparams
         pairs = list(zip(batch["goal"], batch["target"], strict=True))
         seqs = [self.sequence(g, t) for g, t in pairs]
-        for g, t in pairs:
-            seqs += [self.sequence(g, t, c) for c in check_cuts(len(self._encode(g, t)[1]), self.interval)]
+        for g, t in pairs:  # with jitter, fresh check points every step: the attack holds for any draw
+            points = self.schedule.check_points(len(self._encode(g, t)[1]), self._cut_rng)
+            seqs += [self.sequence(g, t, c) for c in points]
         with self.injector:
             ce, out = self.forward_sequences(seqs, hidden=len(seqs) > len(pairs))
         target_loss = ce[: len(pairs)].mean()

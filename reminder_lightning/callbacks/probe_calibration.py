@@ -56,6 +56,10 @@ class ProbeCalibration(L.Callback):
         include_trained_probe: Also consider the probe the module trained with (SAPT's BCE term), as it is.
         max_answer_tokens: The decoding budget (``max_new_tokens``): checks after fewer tokens than this are read.
         max_train_per_class: Use at most this many training records per class (None: all).
+        fit_every: Read the *training* answers after every ``fit_every`` tokens (``fit_every - 1``,
+            ``2 * fit_every - 1``, ...) instead of only at the schedule's check points: more states to fit the
+            candidates on, from the same answers (None: the check points). Validation answers are always read at
+            the check points, where generation reads.
         with_images: Give the records' images to the model, as at inference.
         batch_size: Sequences per forward pass.
         report_path: The JSON report; default ``<trainer.default_root_dir>/gate_calibration.json``.
@@ -75,6 +79,7 @@ class ProbeCalibration(L.Callback):
         include_trained_probe: bool = True,
         max_answer_tokens: int = 64,
         max_train_per_class: int | None = None,
+        fit_every: int | None = None,
         with_images: bool = True,
         batch_size: int = 16,
         report_path: str | None = None,
@@ -89,12 +94,15 @@ class ProbeCalibration(L.Callback):
         self.train_harmful, self.train_benign = train_harmful, train_benign
         self.layers = list(layers) if layers else [-1]
         self.components = list(components) if components else [4]
+        if fit_every is not None and fit_every < 1:
+            raise ValueError(f"fit_every must be None or an integer >= 1, got {fit_every}")
         if cross_fit_folds == 1 or cross_fit_folds < 0:
             raise ValueError(f"cross_fit_folds must be 0 (off) or >= 2, got {cross_fit_folds}")
         self.target_fpr, self.threshold_rule = target_fpr, threshold_rule
         self.cross_fit_folds = cross_fit_folds
         self.include_trained_probe = include_trained_probe
         self.max_answer_tokens, self.max_train_per_class = max_answer_tokens, max_train_per_class
+        self.fit_every = fit_every
         self.with_images, self.batch_size = with_images, batch_size
         self.report_path = report_path
         self.report: dict | None = None
@@ -152,6 +160,11 @@ class ProbeCalibration(L.Callback):
         self.report = {
             **choice.report,
             "train": {"harmful_answers": len(train_h), "benign_answers": len(train_b)},
+            "train_checks": {
+                "harmful": len(states["train harmful"].sample),
+                "benign": len(states["train benign"].sample),
+            },
+            "fit_every": self.fit_every,
             "schedule": {"interval": pl_module.schedule.interval, "max_answer_tokens": self.max_answer_tokens},
         }
         pl_module.set_gate(choice.probe, choice.threshold, self.report)
@@ -178,6 +191,9 @@ class ProbeCalibration(L.Callback):
                 )
             answers.append(builder.encode_text(text)[: self.max_answer_tokens])
         images = [load_image(r) if self.with_images and r.image is not None else None for r in records]
+        schedule = pl_module.schedule
+        if self.fit_every is not None and name.startswith("train"):
+            schedule = schedule.replace(interval=self.fit_every, jitter=False)
         return collect_check_states(
             pl_module.vlm,
             [r.question for r in records],
@@ -186,7 +202,7 @@ class ProbeCalibration(L.Callback):
             layers,
             "reminder",
             injector,
-            pl_module.schedule,
+            schedule,
             self.batch_size,
             desc=f"gate calibration: {name}",
             max_new_tokens=self.max_answer_tokens,

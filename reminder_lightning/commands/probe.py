@@ -55,6 +55,7 @@ def fit_probe(
     target_fpr: float | None = None,
     threshold_rule: ThresholdRule = "at_fpr",
     cross_fit_folds: int = 0,
+    fit_every: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -89,6 +90,8 @@ def fit_probe(
             validation ones; ``k >= 2`` chooses on out-of-fold validation scores (each validation answer scored by
             candidates fitted on the training records plus the other folds) and refits the chosen candidate on
             training and validation records together.
+        fit_every: With ``answers``: read the *training* answers after every ``fit_every`` tokens instead of only
+            at the check points (more states to fit the candidates on); validation answers stay at the check points.
         batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
@@ -97,6 +100,10 @@ def fit_probe(
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if answers and position != "reminder":
         raise ValueError("answers=true reads at the reminder inside the answer: set position=reminder.")
+    if fit_every is not None and (not answers or fit_every < 1):
+        raise ValueError(
+            f"fit_every (got {fit_every}) reads answers every fit_every >= 1 tokens: set answers=true."
+        )
     if (validation_harmful is None) != (validation_benign is None):
         raise ValueError("Give both validation_harmful and validation_benign, or neither.")
     layers, components = list(layers or [-1]), list(components or [4])
@@ -136,8 +143,13 @@ def fit_probe(
         if answers:
             ids = [adapter.inputs.encode_text(_answer(r)) for r in records]
         images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
+        read_at = (
+            schedule.replace(interval=fit_every, jitter=False)
+            if fit_every and name.startswith("train")
+            else schedule
+        )
         return collect_check_states(
-            adapter, [r.question for r in records], images, ids, layers, position, injector, schedule, batch_size,
+            adapter, [r.question for r in records], images, ids, layers, position, injector, read_at, batch_size,
             desc=f"{name.replace('_', ' ')} states", max_new_tokens=max_new_tokens if answers else None,
         )  # fmt: skip
 
@@ -150,6 +162,7 @@ def fit_probe(
             target_fpr, threshold_rule, cross_fit_folds, seed,
         )  # fmt: skip
         name, probe, calibration = choice.name, choice.probe, choice.report
+        calibration["fit_every"] = fit_every
     else:
         candidates = fit_candidates(
             s["train_harmful"], s["train_benign"], layers, components
@@ -207,6 +220,7 @@ def _report(vlm, position, answers, probe, name, s, calibration, seed) -> dict:
         "num_components": probe.num_components,
         "layer": probe.layer_index,
         "train": {"harmful": s["train_harmful"].num_samples, "benign": s["train_benign"].num_samples},
+        "train_checks": {"harmful": len(s["train_harmful"].sample), "benign": len(s["train_benign"].sample)},
         "test": {"harmful": s["val_harmful"].num_samples, "benign": s["val_benign"].num_samples},
         "train_accuracy": float(((train_x > 0.5).float() == train_y).float().mean()),
         "test_accuracy": float(((test_x > 0.5).float() == test_y).float().mean()),

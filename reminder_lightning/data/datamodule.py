@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from typing import Any
 
 import lightning as L
@@ -273,4 +274,10 @@ class HarmfulBenignDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> Any:
         self.setup("validate")
-        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+        if self.val_set is None:
+            # no validation asked for (val_fraction 0): no batches, and not Lightning's "zero length" warning
+            warnings.filterwarnings(
+                "ignore", message="Total length of `list` across ranks is zero", category=UserWarning
+            )
+            return []
+        return self._loader(self.val_set, shuffle=False)

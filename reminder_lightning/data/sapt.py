@@ -70,8 +70,9 @@ def cut_prefix(answer: str, rng: random.Random, p_empty: float = 1 / 3, min_char
 
 def cut_at_check_points(ids: list[int], rng: random.Random, p_empty: float, schedule: ReminderSchedule) -> int:
     """How many of the answer's tokens ``ids`` to keep: 0 with probability ``p_empty``, else one of the schedule's
-    check points (``interval - 1, 2 * interval - 1, ...``, each leaving at least one token)."""
-    points = schedule.check_points(len(ids))
+    check points (``interval - 1, 2 * interval - 1, ...``, each leaving at least one token; drawn per window with
+    ``rng`` when the schedule has ``jitter``)."""
+    points = schedule.check_points(len(ids), rng)
     if rng.random() < p_empty or not points:
         return 0
     return rng.choice(points)

@@ -22,6 +22,8 @@ class SafetyReminderDefence(Defence):
         return_text: ``full`` (what the user sees, judged by default) or ``after_reminder`` (the reference).
         refusal_room: Tokens an answer may still generate after its kept reminder, past the decoding budget if need
             be (0: the budget is hard; see :class:`~reminder_lightning.reminder.generation.ReminderGenerationConfig`).
+        jitter: Randomised check positions (one per interval window, drawn per prompt with the decoding seed);
+            default: the artifact's (see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`).
     """
 
     name = "safety_reminder"
@@ -35,9 +37,10 @@ class SafetyReminderDefence(Defence):
         keep_checking_after_flag: bool = False,
         return_text: Literal["full", "after_reminder"] = "full",
         refusal_room: int = 0,
+        jitter: bool | None = None,
     ):
         self.artifact = artifact
-        overrides = {"mode": mode, "interval": interval, "threshold": threshold}
+        overrides = {"mode": mode, "interval": interval, "threshold": threshold, "jitter": jitter}
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.overrides.update(
             keep_checking_after_flag=keep_checking_after_flag, return_text=return_text, refusal_room=refusal_room
@@ -71,6 +74,7 @@ class SafetyReminderDefence(Defence):
             "mode": schedule.mode.value,
             "interval": schedule.interval,
             "threshold": schedule.threshold,
+            **({"jitter": True} if schedule.jitter else {}),  # recorded only when on: older folders stay valid
             "return_text": cfg.return_text,
             "refusal_room": cfg.refusal_room,
         }

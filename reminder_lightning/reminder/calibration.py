@@ -14,6 +14,7 @@ Nothing here imports Lightning: the ``probe`` command and the :class:`ProbeCalib
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -86,12 +87,15 @@ def collect_check_states(
     batch_size: int = 8,
     desc: str = "check states",
     max_new_tokens: int | None = None,
+    seed: int = 0,
 ) -> CheckStates:
     """States at every check point of every answer (``answers``: the answer's token ids without the end-of-answer
     token, with ``schedule``), or one state per question at ``position`` right after the prompt (``answers`` None).
 
     As in generation, a check follows the ``c``-th answer token when the answer has at least ``c`` tokens and
-    ``c < max_new_tokens`` (the decoding budget; None: no limit)."""
+    ``c < max_new_tokens`` (the decoding budget; None: no limit). With a ``jitter`` schedule the points of each
+    answer are drawn as generation draws them with decoding seed ``seed`` (a generator seeded by the seed and the
+    question), so states are read where a check of that answer would fall."""
     if answers is not None and (schedule is None or position != "reminder"):
         raise ValueError(
             "Answer check points need position='reminder' and the schedule that says where checks fall."
@@ -102,7 +106,8 @@ def collect_check_states(
             points = [0]
         else:
             limit = len(answers[i]) + 1 if max_new_tokens is None else min(len(answers[i]) + 1, max_new_tokens)
-            points = schedule.check_points(limit)
+            rng = random.Random(f"{seed}:{question}") if schedule.jitter else None
+            points = schedule.check_points(limit, rng)
         for c in points:
             owner.append(i)
             steps.append(c)

@@ -9,6 +9,7 @@ so the schedule is written once.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
@@ -41,12 +42,16 @@ class ReminderSchedule:
         threshold: Keep the reminder when P(safe) < threshold (``gated``; reference: 0.2). A finite value in [0, 1].
         mode: ``gated``, ``always`` or ``never`` (see :class:`GateMode`).
         keep_checking_after_flag: Keep checking (and possibly keep more reminders) after the first kept one.
+        jitter: Randomised check positions: one check in every window of ``interval`` tokens, at a position drawn
+            per answer (uniform over the window) instead of its last token, so an attacker cannot aim at a known
+            step. Off by default (the reference's fixed schedule).
     """
 
     interval: int = 16
     threshold: float = 0.2
     mode: GateMode = GateMode.gated
     keep_checking_after_flag: bool = False
+    jitter: bool = False
 
     def __post_init__(self):
         try:
@@ -66,13 +71,29 @@ class ReminderSchedule:
         object.__setattr__(self, "threshold", threshold)
 
     def is_check(self, generated: int) -> bool:
-        """Whether a check follows the ``generated``-th token (1-based count)."""
+        """Whether a check follows the ``generated``-th token (1-based count) on the fixed schedule."""
+        if self.jitter:
+            raise ValueError("With jitter, check positions are drawn per answer: use check_points(length, rng).")
         return self.mode is not GateMode.never and generated >= 1 and (generated + 1) % self.interval == 0
 
-    def check_points(self, length: int) -> list[int]:
+    def check_points(self, length: int, rng: random.Random | None = None) -> list[int]:
         """Token counts ``c < length`` after which the reminder is tried (``c >= 1``): where a check inside an
-        answer of ``length`` tokens leaves at least one token after it. Independent of ``mode``."""
-        return [c for c in range(self.interval - 1, length, self.interval) if c >= 1]
+        answer of ``length`` tokens leaves at least one token after it. Independent of ``mode``.
+
+        Fixed: ``interval - 1``, ``2 * interval - 1``, ... With ``jitter``: one point per window ``[k * interval,
+        (k + 1) * interval)`` drawn with ``rng`` (required), the same windows and the same number of checks."""
+        if not self.jitter:
+            return [c for c in range(self.interval - 1, length, self.interval) if c >= 1]
+        if rng is None:
+            raise ValueError("ReminderSchedule(jitter=True) draws its check points: pass a random.Random (rng).")
+        points = []
+        for start in range(0, length, self.interval):
+            low, high = max(1, start), start + self.interval - 1
+            if low <= high:
+                c = rng.randint(low, high)
+                if c < length:
+                    points.append(c)
+        return points
 
     def replace(self, **changes: Any) -> ReminderSchedule:
         """A copy with ``changes`` (validated again)."""
@@ -92,11 +113,12 @@ class ReminderSchedule:
             values["threshold"] = _parse(metadata, "threshold", float)
         if "mode" in metadata:
             values["mode"] = metadata["mode"]
-        if "keep_checking_after_flag" in metadata:
-            flag = metadata["keep_checking_after_flag"]
-            if flag not in ("True", "False"):
-                raise ValueError(f"metadata 'keep_checking_after_flag' must be 'True' or 'False', got {flag!r}.")
-            values["keep_checking_after_flag"] = flag == "True"
+        for key in ("keep_checking_after_flag", "jitter"):
+            if key in metadata:
+                flag = metadata[key]
+                if flag not in ("True", "False"):
+                    raise ValueError(f"metadata {key!r} must be 'True' or 'False', got {flag!r}.")
+                values[key] = flag == "True"
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -139,6 +139,7 @@ def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch
                 "max_answer_tokens": 24,
                 "max_train_per_class": 12,
                 "cross_fit_folds": 2,
+                "fit_every": 2,
                 "report_path": str(report_path),
             },
         }
@@ -163,3 +164,7 @@ def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch
     assert art.interval == 4
     assert report["cross_fit"]["folds"] == 2  # chosen out of fold, exported probe fitted on train + validation
     assert report["cross_fit"]["exported_probe_fitted_on"] == {"harmful_answers": 20, "benign_answers": 20}
+    # training answers read every 2 tokens, validation answers at the checks (every 4): about twice the checks
+    assert report["fit_every"] == 2
+    per_answer_train = report["train_checks"]["harmful"] / report["train"]["harmful_answers"]
+    assert per_answer_train > 1.5 * checks / report["validation"]["harmful_answers"]

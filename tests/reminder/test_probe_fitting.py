@@ -137,14 +137,23 @@ def test_probe_command_calibrates_the_gate_on_answers_and_writes_it_into_the_art
             "--components=[2, 3]",
             "--target_fpr=0.125",
             "--threshold_rule=mid_gap",
+            "--fit_every=2",
         ]
     )
     assert report["train"] == {"harmful": 16, "benign": 16} and report["test"] == {"harmful": 8, "benign": 8}
+    # training answers read every 2 tokens (1, 3, 5, ... < 40), validation answers at the checks (7, 15, ...)
+    tokenizer = adapters["llava"].inputs
+    lines = (REPO / "data/tiny/harmful.jsonl").read_text().splitlines()
+    lengths = [len(tokenizer.encode_text(json.loads(line)["harmful_answer"])) for line in lines[:24]]
+    assert report["train_checks"]["harmful"] == sum(len(range(1, min(n + 1, 40), 2)) for n in lengths[:16])
     calibration = json.loads(out.with_suffix(".json").read_text())["calibration"]
     assert set(calibration["candidates"]) == {"layer1_pca2", "layer1_pca3", "layer-1_pca2", "layer-1_pca3"}
     assert calibration["chosen"] == report["chosen"] and calibration["threshold_rule"] == "mid_gap"
     assert calibration["val_fpr"] <= 0.125 and report["test_fpr"] == calibration["val_fpr"]
-    assert calibration["validation"]["harmful_checks"] > calibration["validation"]["harmful_answers"]
+    assert calibration["validation"]["harmful_checks"] == sum(
+        len(range(7, min(n + 1, 40), 8)) for n in lengths[16:]
+    )
+    assert calibration["fit_every"] == 2
     art = load_reminder(tmp_path / "gated.safetensors")
     assert torch.equal(art.soft_prompt, soft) and art.probe is not None
     assert art.probe.layer_index == calibration["layer"] and art.probe.num_components == calibration["components"]

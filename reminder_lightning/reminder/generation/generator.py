@@ -1,7 +1,7 @@
 """ReminderGenerator: batched generation with the Safety Reminder, usable without Lightning.
 
-Every ``interval`` generated tokens (after 15, 31, 47, ... with the default 16; see
-:class:`~reminder_lightning.reminder.schedule.ReminderSchedule`) the reminder vectors are appended to the
+Every ``interval`` generated tokens (after 15, 31, 47, ... with the default 16, or at a position drawn per sample
+in each window with ``jitter``; see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`) the reminder vectors are appended to the
 *existing* KV cache of every sample still being checked, and the probe reads the hidden state at the last
 reminder token. A kept reminder stays in the context and the sample continues from the logits after it; an unkept
 one is masked out and the sample continues from the logits it had before the check. Nothing is recomputed: a check
@@ -16,6 +16,7 @@ room, so outputs can differ from an unchecked run once a sequence exceeds the wi
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -142,6 +143,7 @@ class ReminderGenerator:
         placeholders = torch.tensor(self.injector.placeholder_ids if self.injector else [], device=device)
         pad = self.adapter.inputs.pad_token_id
         run = _Run(batch, cfg.output_scores)
+        run.plan_checks(cfg, prompts)
         with self.injector if self.injector is not None else contextlib.nullcontext():
             out = model(**inputs, position_ids=position_ids, use_cache=True, **last_only)
             cache, next_logits = steps.get_cache(out), out.logits[:, -1].float()
@@ -173,8 +175,9 @@ class ReminderGenerator:
                     **{cache_key: cache},
                 )
                 cache, next_logits = steps.get_cache(out), out.logits[:, -1].float()
-                if cfg.schedule.is_check(generated):
-                    checking = ~run.finished & (~run.flagged | cfg.schedule.keep_checking_after_flag)
+                due = run.due(generated)
+                if due is not None:
+                    checking = due & ~run.finished & (~run.flagged | cfg.schedule.keep_checking_after_flag)
                     if bool(checking.any()):
                         after, p_safe, cache = steps.run_check(
                             model,
@@ -237,6 +240,25 @@ class _Run:
         self.flag_step: list[int | None] = [None] * batch
         self.checks: list[list[tuple[int, float]]] = [[] for _ in range(batch)]
         self.scores: list[list[torch.Tensor]] | None = [[] for _ in range(batch)] if keep_scores else None
+
+    def plan_checks(self, cfg: ReminderGenerationConfig, prompts: list[str]) -> None:
+        """Each sample's check points: the schedule's fixed ones, or (``jitter``) drawn per sample from a generator
+        seeded by ``cfg.seed`` and the prompt (the same prompt gets the same points in any batch), or from the
+        system's randomness when ``seed`` is None (unpredictable, as deployed)."""
+        schedule, length = cfg.schedule, cfg.max_new_tokens + cfg.refusal_room + 1
+        self.check_at: dict[int, torch.Tensor] = {}
+        if schedule.mode is GateMode.never:
+            return
+        for i, prompt in enumerate(prompts):
+            rng = None
+            if schedule.jitter:
+                rng = random.Random(f"{cfg.seed}:{prompt}") if cfg.seed is not None else random.SystemRandom()
+            for c in schedule.check_points(length, rng):
+                self.check_at.setdefault(c, torch.zeros(len(prompts), dtype=torch.bool))[i] = True
+
+    def due(self, generated: int) -> torch.Tensor | None:
+        """``(B,)`` the samples with a check after ``generated`` tokens, or None when no sample has one."""
+        return self.check_at.get(generated)
 
     def limit(self, i: int, cfg: ReminderGenerationConfig) -> int:
         """Tokens sample ``i`` may generate: ``max_new_tokens``, or up to ``refusal_room`` after its kept reminder."""
