@@ -133,6 +133,7 @@ COMMANDS = {  # command -> one line for the top-level help
     "probe": "fit the prompt-end probe, or calibrate the gate at the reminder inside answers",
     "judge": "re-judge saved generations with other judges, or validate a judge against human labels",
     "attack": "build attacked benchmarks: FigStep / TYPO images, PGD, adaptive PGD, GCG, BAP",
+    "robustness": "every defence against attacks that ignore it and attacks that know it: ASR against budget",
     "select-spa-vl": "the reference's SPA-VL training selection (Llama Guard-vetted pairs)",
 }
 NOT_OFFERED = {
@@ -145,6 +146,7 @@ EXTRA_COMMANDS = {
     "judge": "reminder_lightning.commands.judge",
     "attack": "reminder_lightning.commands.attack",
     "compare": "reminder_lightning.commands.compare",
+    "robustness": "reminder_lightning.commands.robustness",
     "select-spa-vl": "reminder_lightning.commands.select_spa_vl",
 }
 

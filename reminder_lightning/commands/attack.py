@@ -12,6 +12,7 @@ from pathlib import Path
 from reminder_lightning.attacks.base import Attack
 from reminder_lightning.evaluation.benchmarks.base import Benchmark
 from reminder_lightning.evaluation.store import write_jsonl
+from reminder_lightning.types import EvalSample
 
 
 def run_attack(attack: Attack, benchmark: Benchmark, output_dir: str = "runs/attacks") -> Path:
@@ -32,9 +33,15 @@ def run_attack(attack: Attack, benchmark: Benchmark, output_dir: str = "runs/att
     for s in attacked:
         if isinstance(s.image, bytes):
             raise ValueError(f"{attack.name} produced image bytes for {s.id}; attacks must write image files.")
-    fields = ("id", "prompt", "image", "category", "judge_question")
-    write_jsonl(path, ({"question" if k == "prompt" else k: getattr(s, k) for k in fields} for s in attacked))
+    write_samples(attacked, path)
     print(f"{len(attacked)} attacked samples written to {path}")
+    return path
+
+
+def write_samples(samples: list[EvalSample], path: Path) -> Path:
+    """Samples as a :class:`GenericBenchmark` JSONL (``id, question, image, category, judge_question``)."""
+    fields = ("id", "prompt", "image", "category", "judge_question")
+    write_jsonl(path, ({"question" if k == "prompt" else k: getattr(s, k) for k in fields} for s in samples))
     return path
 
 

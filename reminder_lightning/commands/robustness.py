@@ -1,0 +1,179 @@
+"""``python -m reminder_lightning robustness --config configs/robustness/<name>.yaml``: ASR against attack budget.
+
+For every defence, every attack and every budget: the attack is fitted (a universal image on the attacker's
+``goals``, or a per-prompt search on the attacked prompts themselves), applied to the held-out harmful ``prompts``,
+and the defended model answers them through the generic ``test`` stage (the ``eval_config``'s model, decoding and
+judges). Attacks that ignore the defence are fitted once and shared by every defence; attacks that know it
+(``adaptive: true``) are fitted against each defence that has a reminder artifact (its ``init_args.artifact``
+becomes the attack's ``reminder``), and are not applicable to the others. The clean point (budget 0) is every
+defence's ``test`` on the ``eval_config``'s own benchmarks, benign ones included.
+
+A budget axis names one attack argument and its values (``steps: {param: iterations, values: [15, 30, 60]}``).
+For ``iterations`` of an attack that resumes from its last checkpoint (PGD), one run goes through the values in
+order and keeps a copy of the image at each, so a curve costs one run to its largest budget. Writes
+``robustness.md``, ``robustness.json`` and ``robustness.png`` into ``output_dir``; every attack setting is in the
+JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def robustness(
+    eval_config: str,
+    prompts: str,
+    goals: str,
+    defences: list[dict],
+    attacks: list[dict],
+    output_dir: str = "runs/robustness",
+    max_prompts: int | None = None,
+    test_args: list[str] | None = None,
+) -> dict:
+    """Measure every defence against every attack over its budgets.
+
+    Args:
+        eval_config: A ``test`` config (model, decoding, judges; its benchmarks make the clean point).
+        prompts: Held-out harmful prompts to attack (a ``GenericBenchmark`` file).
+        goals: The attacker's training goals with targets (a ``GenericBenchmark`` file with a ``target`` column),
+            for universal attacks; never the held-out prompts.
+        defences: ``{label, class_path, init_args}`` per defence, as ``compare`` takes them.
+        attacks: ``{label, class_path, init_args, adaptive, fit_on, budgets}`` per attack: ``adaptive`` (the attack
+            knows the defence's reminder artifact), ``fit_on`` (``goals``: one universal attack; ``prompts``: a
+            search per attacked prompt, as GCG), ``budgets`` (``{axis: {param, values}}``).
+        output_dir: Where attacks, answers and the report go.
+        max_prompts: Attack only the first this many held-out harmful prompts (fewer prompts per point).
+        test_args: More ``test`` arguments for every run.
+    """
+    from reminder_lightning.commands.compare import run_defences
+    from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
+    from reminder_lightning.evaluation.robustness_report import collect_points, write_report
+
+    out = Path(output_dir)
+    specs = [_attack_spec(a) for a in attacks]
+    held_out = GenericBenchmark(prompts, name="held_out", harmful=True, limit=max_prompts).load()
+    goal_samples = GenericBenchmark(goals, name="goals", harmful=True).load()
+    clean, labels = run_defences(eval_config, defences, str(out / "clean"), test_args or [])
+    runs: list[dict[str, Any]] = []
+    for spec in specs:
+        for defence, label in zip(defences, labels, strict=True):
+            artifact = (defence.get("init_args") or {}).get("artifact")
+            if spec["adaptive"] and artifact is None:
+                continue  # an attack on the reminder needs one; reported as not applicable
+            owner = _safe(label) if spec["adaptive"] else "shared"
+            for axis, budget in spec["budgets"].items():
+                for value, jsonl in _attacked_sets(
+                    spec, axis, budget, owner, artifact, held_out, goal_samples, out
+                ):
+                    folder = out / "runs" / _safe(spec["label"]) / axis / f"{value}" / _safe(label)
+                    _test(eval_config, defence, jsonl, folder, test_args or [])
+                    runs.append(
+                        {"defence": label, "attack": spec["label"], "axis": axis, "param": budget["param"],
+                         "budget": value, "folder": str(folder)}
+                    )  # fmt: skip
+    report = {
+        "prompts": prompts,
+        "goals": goals,
+        "max_prompts": max_prompts,
+        "n_prompts": len(held_out),
+        "eval_config": eval_config,
+        "defences": [{"label": lab, **d} for lab, d in zip(labels, defences, strict=True)],
+        "attacks": specs,
+        "clean": dict(zip(labels, clean, strict=True)),
+        "points": collect_points(runs, dict(zip(labels, clean, strict=True)), specs),
+    }
+    write_report(report, out)
+    return report
+
+
+def _attack_spec(raw: dict) -> dict:
+    unknown = set(raw) - {"label", "class_path", "init_args", "adaptive", "fit_on", "budgets"}
+    if unknown or "class_path" not in raw:
+        raise ValueError(
+            f"robustness: attack {raw} needs class_path and may have label, init_args, adaptive, fit_on, budgets "
+            f"(unknown: {sorted(unknown)})."
+        )
+    spec = {
+        "label": raw.get("label") or raw["class_path"].rsplit(".", 1)[-1],
+        "class_path": raw["class_path"],
+        "init_args": dict(raw.get("init_args") or {}),
+        "adaptive": bool(raw.get("adaptive", False)),
+        "fit_on": raw.get("fit_on", "goals"),
+        "budgets": dict(raw.get("budgets") or {}),
+    }
+    if spec["fit_on"] not in ("goals", "prompts"):
+        raise ValueError(f"robustness: attack {spec['label']}: fit_on must be 'goals' or 'prompts'.")
+    if not spec["budgets"]:
+        raise ValueError(f"robustness: attack {spec['label']} has no budgets (e.g. steps: {{param: iterations, "
+                         "values: [15, 30, 60]}).")  # fmt: skip
+    for axis, budget in spec["budgets"].items():
+        if set(budget) != {"param", "values"} or not budget["values"]:
+            raise ValueError(f"robustness: attack {spec['label']} budget {axis!r} needs param and values.")
+        if budget["values"] != sorted(budget["values"]):
+            raise ValueError(f"robustness: attack {spec['label']} budget {axis!r}: values must increase.")
+    return spec
+
+
+def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out):
+    """Yield (budget value, attacked JSONL) for one attack, budget axis and owner (a defence, or shared)."""
+    import importlib
+
+    from reminder_lightning.commands.attack import write_samples
+
+    module, name = spec["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    base = out / "attacks" / _safe(spec["label"]) / owner / axis
+    param = budget["param"]
+    resumable = param == "iterations" and "resume" in cls.__init__.__code__.co_varnames
+    for value in budget["values"]:
+        done = base / f"{value}" / "attacked.jsonl"
+        if done.exists():  # a rerun keeps what was attacked
+            yield value, done
+            continue
+        args = {**spec["init_args"], param: value}
+        if spec["adaptive"]:
+            args["reminder"] = artifact
+        if resumable:  # one run through the values; the image of each budget is copied out
+            args.update(run_name="run", resume=True)
+        run_dir = base if resumable else base / f"{value}"
+        attack = cls(**args)
+        attack.fit(held_out if spec["fit_on"] == "prompts" else goal_samples, run_dir)
+        attacked = attack.apply(held_out, run_dir)
+        folder = base / f"{value}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for s in attacked:  # images beside the JSONL (a benchmark reads images inside its folder only)
+            if isinstance(s.image, str) and Path(s.image).parent != folder.absolute():
+                copy = folder / Path(s.image).name
+                if not copy.exists():
+                    shutil.copyfile(s.image, copy)
+                s.image = str(copy.absolute())
+        write_samples(attacked, done)
+        yield value, done
+
+
+def _test(eval_config: str, defence: dict, jsonl: Path, folder: Path, test_args: list[str]) -> None:
+    from reminder_lightning.cli import main as cli
+
+    benchmark = {
+        "class_path": "reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark",
+        "init_args": {"path": str(jsonl), "name": "attacked", "harmful": True},
+    }
+    spec = {"class_path": defence["class_path"], "init_args": defence.get("init_args") or {}}
+    print(f"\n== {folder}")
+    cli(
+        ["test", "--config", eval_config, f"--data.benchmarks=[{json.dumps(benchmark)}]",
+         f"--model.defence={json.dumps(spec)}", f"--model.output_dir={folder}", *test_args]
+    )  # fmt: skip
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(label))
+
+
+def main(args: list[str] | None = None):
+    from jsonargparse import auto_cli
+
+    return auto_cli(robustness, args=args, as_positional=False)

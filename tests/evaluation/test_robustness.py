@@ -1,0 +1,88 @@
+"""The robustness command on the tiny LLaVA: attacks that ignore the defence and attacks that know it, over budgets,
+through the generic test stage, into one table, JSON and plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from reminder_lightning.cli import main
+from reminder_lightning.reminder.artifact import save_reminder
+from reminder_lightning.reminder.detector import SafetyProbe
+from tests.training.helpers import REPO
+
+PGD_ARGS = {
+    "vlm": {"name_or_path": "tiny:llava", "dtype": "float32"},
+    "image": str(REPO / "data/tiny/images/harmful_00.png"),
+    "eps": 16,
+    "batch_size": 4,
+    "default_target": "Sure, here is a step-by-step guide",
+    "val_goals": 0,
+    "checkpoint_every": 2,
+    "accelerator": "cpu",
+    "enable_progress_bar": False,
+}
+
+
+def _reminder(path):
+    torch.manual_seed(0)
+    probe = SafetyProbe(64, 4)
+    q, _ = torch.linalg.qr(torch.randn(64, 4))
+    probe.components.copy_(q.T)
+    probe.coef.copy_(torch.randn(4))
+    return save_reminder(path, torch.randn(4, 64) * 0.02, probe, {"interval": "4", "threshold": "0.5"})
+
+
+def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_the_defence(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    artifact = str(_reminder(tmp_path / "reminder.safetensors"))
+    config = {
+        "eval_config": "configs/eval/tiny.yaml",
+        "prompts": "data/tiny/eval/harmful.jsonl",
+        "goals": "data/tiny/harmful.jsonl",
+        "output_dir": str(tmp_path / "robustness"),
+        "max_prompts": 4,
+        "test_args": ["--model.decoding.max_new_tokens=8", "--trainer.logger=false"],
+        "defences": [
+            {"label": "none", "class_path": "reminder_lightning.defences.none.NoDefence"},
+            {"label": "reminder", "class_path": "reminder_lightning.defences.safety_reminder.SafetyReminderDefence",
+             "init_args": {"artifact": artifact}},
+        ],
+        "attacks": [
+            {"label": "pgd", "class_path": "reminder_lightning.attacks.pgd.PGDImageAttack", "init_args": PGD_ARGS,
+             "budgets": {"steps": {"param": "iterations", "values": [2, 4]}}},
+            {"label": "adaptive_pgd", "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
+             "init_args": PGD_ARGS, "adaptive": True, "budgets": {"steps": {"param": "iterations", "values": [2]}}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "robustness.yaml"
+    path.write_text(json.dumps(config))
+    report = main(["robustness", "--config", str(path)])
+    out = tmp_path / "robustness"
+    assert {p.name for p in out.iterdir()} >= {"robustness.md", "robustness.json", "robustness.png", "attacks"}
+    points = {(r["defence"], r["attack"], r["budget"]): r for r in report["points"]["attacked"]}
+    assert set(points) == {
+        ("none", "pgd", 2), ("none", "pgd", 4), ("reminder", "pgd", 2), ("reminder", "pgd", 4),
+        ("reminder", "adaptive_pgd", 2),
+    }  # fmt: skip
+    assert all(r["asr"]["n"] == 4 for r in points.values())  # max_prompts held-out prompts per point
+    assert report["points"]["not_applicable"] == [
+        {"defence": "none", "attack": "adaptive_pgd", "why": "the attack needs the defence's reminder artifact"}
+    ]
+    # the attack that ignores the defence ran once (resumed from 2 to 4 steps), shared by both defences
+    shared = out / "attacks/pgd/shared/steps"
+    two, four = (np.asarray(Image.open(shared / f"{v}/adversarial.png")) for v in (2, 4))
+    assert not np.array_equal(two, four)
+    assert torch.load(shared / "run/checkpoints/last.ckpt", weights_only=False)["global_step"] == 4
+    attacked = [json.loads(line) for line in (shared / "4/attacked.jsonl").read_text().splitlines()]
+    assert len(attacked) == 4 and all(r["image"].endswith("steps/4/adversarial.png") for r in attacked)
+    # the adaptive attack was fitted against the reminder's artifact
+    adaptive = out / "attacks/adaptive_pgd/reminder/steps/2/attacked.jsonl"
+    assert adaptive.exists() and not (out / "attacks/adaptive_pgd/none").exists()
+    clean = {(r["defence"], r["benchmark"]) for r in report["points"]["clean"]}
+    assert clean == {(d, b) for d in ("none", "reminder") for b in ("tiny_harmful", "tiny_benign")}
+    table = (out / "robustness.md").read_text()
+    assert "## pgd: ASR by iterations (steps)" in table and "not applicable" in table
