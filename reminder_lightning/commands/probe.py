@@ -46,6 +46,7 @@ def fit_probe(
     components: list[int] | None = None,
     answers: bool = False,
     interval: int | None = None,
+    jitter: bool | None = None,
     max_new_tokens: int = 64,
     validation_harmful: RecordSource | None = None,
     validation_benign: RecordSource | None = None,
@@ -76,6 +77,8 @@ def fit_probe(
         answers: Read at the reminder after the first ``c`` answer tokens for every check point ``c`` (the gate's
             real position) instead of right after the prompt; needs ``position: reminder``.
         interval: Check interval for ``answers``; default: the reminder artifact's schedule.
+        jitter: Randomised check positions for ``answers`` (validation answers read where a jittered check of
+            each would fall; the written reminder checks so); default: the artifact's.
         max_new_tokens: Decoding budget for ``answers``: checks after fewer tokens than this are read.
         validation_harmful: Harmful validation records the choice and the report use (else a held-out share).
         validation_benign: Benign validation records (same).
@@ -100,6 +103,8 @@ def fit_probe(
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if answers and position != "reminder":
         raise ValueError("answers=true reads at the reminder inside the answer: set position=reminder.")
+    if not answers and (jitter is not None or interval is not None):
+        raise ValueError("interval and jitter set where checks fall inside answers: set answers=true.")
     if fit_every is not None and (not answers or fit_every < 1):
         raise ValueError(
             f"fit_every (got {fit_every}) reads answers every fit_every >= 1 tokens: set answers=true."
@@ -117,7 +122,8 @@ def fit_probe(
     schedule = None
     if answers:
         base = artifact.schedule if artifact is not None else ReminderSchedule()
-        schedule = base.replace(interval=interval) if interval is not None else base
+        changes = {k: v for k, v in {"interval": interval, "jitter": jitter}.items() if v is not None}
+        schedule = base.replace(**changes)
     rng = random.Random(seed)
     sets: dict[str, list[Record]] = {}
     for name, source in (("harmful", harmful), ("benign", benign)):
@@ -185,7 +191,8 @@ def fit_probe(
         metadata = dict(artifact.metadata)
         metadata.update({"probe_position": position, "probe_test_roc_auc": f"{report['test_roc_auc']:.4f}"})
         if calibration is not None:
-            metadata.update(artifact.schedule.replace(threshold=report["threshold"], mode="gated").to_metadata())
+            checks = schedule if schedule is not None else artifact.schedule
+            metadata.update(checks.replace(threshold=report["threshold"], mode="gated").to_metadata())
             metadata["gate"] = json.dumps(calibration)
         save_reminder(reminder_output, artifact.soft_prompt, probe, metadata)
         report["reminder_output"] = str(reminder_output)

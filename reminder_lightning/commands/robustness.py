@@ -58,6 +58,8 @@ def robustness(
     goal_samples = GenericBenchmark(goals, name="goals", harmful=True).load()
     clean, labels = run_defences(eval_config, defences, str(out / "clean"), test_args or [])
     runs: list[dict[str, Any]] = []
+    made: dict[str, Path] = {}  # attack arguments -> attacked JSONL
+    answered: dict[tuple[str, Path], Path] = {}  # (defence, attacked JSONL) -> its test folder
     for spec in specs:
         for defence, label in zip(defences, labels, strict=True):
             artifact = (defence.get("init_args") or {}).get("artifact")
@@ -65,11 +67,13 @@ def robustness(
                 continue  # an attack on the reminder needs one; reported as not applicable
             owner = _safe(label) if spec["adaptive"] else "shared"
             for axis, budget in spec["budgets"].items():
-                for value, jsonl in _attacked_sets(
-                    spec, axis, budget, owner, artifact, held_out, goal_samples, out
-                ):
-                    folder = out / "runs" / _safe(spec["label"]) / axis / f"{value}" / _safe(label)
-                    _test(eval_config, defence, jsonl, folder, test_args or [])
+                points = _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out, made)
+                for value, jsonl in points:
+                    folder = answered.get((label, jsonl))
+                    if folder is None:  # the same attacked prompts on another axis are answered once
+                        folder = out / "runs" / _safe(spec["label"]) / axis / f"{value}" / _safe(label)
+                        _test(eval_config, defence, jsonl, folder, test_args or [])
+                        answered[(label, jsonl)] = folder
                     runs.append(
                         {"defence": label, "attack": spec["label"], "axis": axis, "param": budget["param"],
                          "budget": value, "folder": str(folder)}
@@ -117,8 +121,9 @@ def _attack_spec(raw: dict) -> dict:
     return spec
 
 
-def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out):
-    """Yield (budget value, attacked JSONL) for one attack, budget axis and owner (a defence, or shared)."""
+def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out, made):
+    """Yield (budget value, attacked JSONL) for one attack, budget axis and owner (a defence, or shared); ``made``
+    maps an attack's full arguments to the JSONL already made with them."""
     import importlib
 
     from reminder_lightning.commands.attack import write_samples
@@ -130,12 +135,17 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
     resumable = param == "iterations" and "resume" in cls.__init__.__code__.co_varnames
     for value in budget["values"]:
         done = base / f"{value}" / "attacked.jsonl"
-        if done.exists():  # a rerun keeps what was attacked
-            yield value, done
-            continue
         args = {**spec["init_args"], param: value}
         if spec["adaptive"]:
             args["reminder"] = artifact
+        key = json.dumps({"owner": owner, **args}, sort_keys=True, default=str)
+        if key in made:  # another budget axis made this very point (same attack, same arguments)
+            yield value, made[key]
+            continue
+        if done.exists():  # a rerun keeps what was attacked
+            made[key] = done
+            yield value, done
+            continue
         if resumable:  # one run through the values; the image of each budget is copied out
             args.update(run_name="run", resume=True)
         run_dir = base if resumable else base / f"{value}"
@@ -151,6 +161,7 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
                     shutil.copyfile(s.image, copy)
                 s.image = str(copy.absolute())
         write_samples(attacked, done)
+        made[key] = done
         yield value, done
 
 

@@ -10,7 +10,9 @@ the demo model's own answers. Everything else in ``make demo`` is a user command
   model's compliant answers to harmful prompts become SAPT's harmful answers (with a refusal as the safe answer) and
   its own benign answers the benign targets: ``data/sapt_<split>_<side>.jsonl`` in
   :class:`~reminder_lightning.data.sources.LocalRecords` layout. Harmful answers the keyword judge calls refusals
-  are left out (there is nothing harmful to cut a prefix from), and so are answers under ``min_chars``.
+  are left out (there is nothing harmful to cut a prefix from), and so are answers under ``min_chars``. The same
+  train harmful records, with the opening of the model's compliant answer as target, are the attacker's goals for
+  ``robustness`` (``data/attack_goals.jsonl``).
 
     python -m reminder_lightning.demo prompts --work_dir runs/demo --seed 1
     python -m reminder_lightning.demo records --work_dir runs/demo
@@ -104,6 +106,7 @@ def records(
     judge: str = "keyword",
     refusal: str | None = None,
     min_chars: int = 20,
+    target_words: int = 20,
 ) -> dict:
     """SAPT records from the undefended answers to the train and validation prompts.
 
@@ -114,6 +117,8 @@ def records(
         refusal: The safe answer of every harmful record; None (default): one of the 24 varied refusals of
             :data:`~reminder_lightning.data.refusals.REFUSALS`, picked per record by a hash of its id.
         min_chars: Shorter answers are left out.
+        target_words: The attacker's goals (``data/attack_goals.jsonl``, for ``robustness``) are the train harmful
+            records with the first this many words of the model's own compliant answer as the target string.
     """
     data = Path(work_dir) / "data"
     source = Path(answers_dir) if answers_dir else Path(work_dir) / "eval" / "answers"
@@ -145,6 +150,13 @@ def records(
                 out.append(record)
             write_jsonl(data / f"sapt_{split}_{side}.jsonl", out)
             counts[f"{split}_{side}"] = f"{len(out)}/{len(read_jsonl(data / f'{split}_{side}.jsonl'))}"
+            if (split, side) == (
+                "train",
+                "harmful",
+            ):  # the attacker's goals: its own compliant openings as targets
+                goals = [{**{k: r[k] for k in ("id", "question", "image", "category")},
+                          "target": " ".join(r["harmful_answer"].split()[:target_words])} for r in out]  # fmt: skip
+                write_jsonl(data / "attack_goals.jsonl", goals)
     print("Demo SAPT records (kept/prompts): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
 

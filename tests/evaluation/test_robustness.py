@@ -18,6 +18,7 @@ PGD_ARGS = {
     "vlm": {"name_or_path": "tiny:llava", "dtype": "float32"},
     "image": str(REPO / "data/tiny/images/harmful_00.png"),
     "eps": 16,
+    "iterations": 4,
     "batch_size": 4,
     "default_target": "Sure, here is a step-by-step guide",
     "val_goals": 0,
@@ -53,7 +54,8 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
         ],
         "attacks": [
             {"label": "pgd", "class_path": "reminder_lightning.attacks.pgd.PGDImageAttack", "init_args": PGD_ARGS,
-             "budgets": {"steps": {"param": "iterations", "values": [2, 4]}}},
+             "budgets": {"steps": {"param": "iterations", "values": [2, 4]},
+                         "eps": {"param": "eps", "values": [8, 16]}}},
             {"label": "adaptive_pgd", "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
              "init_args": PGD_ARGS, "adaptive": True, "budgets": {"steps": {"param": "iterations", "values": [2]}}},
         ],
@@ -63,11 +65,17 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     report = main(["robustness", "--config", str(path)])
     out = tmp_path / "robustness"
     assert {p.name for p in out.iterdir()} >= {"robustness.md", "robustness.json", "robustness.png", "attacks"}
-    points = {(r["defence"], r["attack"], r["budget"]): r for r in report["points"]["attacked"]}
+    points = {(r["defence"], r["attack"], r["axis"], r["budget"]): r for r in report["points"]["attacked"]}
     assert set(points) == {
-        ("none", "pgd", 2), ("none", "pgd", 4), ("reminder", "pgd", 2), ("reminder", "pgd", 4),
-        ("reminder", "adaptive_pgd", 2),
+        *((d, "pgd", axis, v) for d in ("none", "reminder") for axis, v in (("steps", 2), ("steps", 4), ("eps", 8),
+                                                                             ("eps", 16))),
+        ("reminder", "adaptive_pgd", "steps", 2),
     }  # fmt: skip
+    # eps 16 at 4 steps is the steps axis' last point: attacked and answered once, reported on both axes
+    for d in ("none", "reminder"):
+        assert points[(d, "pgd", "eps", 16)]["folder"] == points[(d, "pgd", "steps", 4)]["folder"]
+    assert (out / "attacks/pgd/shared/eps/8/attacked.jsonl").exists()
+    assert not (out / "attacks/pgd/shared/eps/16").exists()
     assert all(r["asr"]["n"] == 4 for r in points.values())  # max_prompts held-out prompts per point
     assert report["points"]["not_applicable"] == [
         {"defence": "none", "attack": "adaptive_pgd", "why": "the attack needs the defence's reminder artifact"}
