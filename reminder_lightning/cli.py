@@ -134,6 +134,7 @@ COMMANDS = {  # command -> one line for the top-level help
     "judge": "re-judge saved generations with other judges, or validate a judge against human labels",
     "attack": "build attacked benchmarks: FigStep / TYPO images, PGD, adaptive PGD, GCG, BAP",
     "robustness": "every defence against attacks that ignore it and attacks that know it: ASR against budget",
+    "harden": "adversarial calibration: rounds of an adaptive attack on the gate and a refit with its images",
     "select-spa-vl": "the reference's SPA-VL training selection (Llama Guard-vetted pairs)",
 }
 NOT_OFFERED = {
@@ -147,6 +148,7 @@ EXTRA_COMMANDS = {
     "attack": "reminder_lightning.commands.attack",
     "compare": "reminder_lightning.commands.compare",
     "robustness": "reminder_lightning.commands.robustness",
+    "harden": "reminder_lightning.commands.harden",
     "select-spa-vl": "reminder_lightning.commands.select_spa_vl",
 }
 

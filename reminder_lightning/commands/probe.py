@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from reminder_lightning.data.records import Record, load_image
+from reminder_lightning.data.records import Record, attacked_copies, load_image
 from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
 from reminder_lightning.reminder.calibration import collect_check_states, fit_candidates, sample_scores
@@ -57,6 +57,7 @@ def fit_probe(
     threshold_rule: ThresholdRule = "at_fpr",
     cross_fit_folds: int = 0,
     fit_every: int | None = None,
+    adversarial_images: list[str] | None = None,
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -95,6 +96,10 @@ def fit_probe(
             training and validation records together.
         fit_every: With ``answers``: read the *training* answers after every ``fit_every`` tokens instead of only
             at the check points (more states to fit the candidates on); validation answers stay at the check points.
+        adversarial_images: Adversarial calibration: every harmful training and validation record is read again
+            with each of these images (e.g. universal images an adaptive attack made against this gate) and counts
+            as harmful, so the gate is fitted and chosen to flag attacked answers too; the report gives the
+            validation TPR on clean and on attacked answers apart. Needs ``answers`` and ``target_fpr``.
         batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
@@ -109,6 +114,8 @@ def fit_probe(
         raise ValueError(
             f"fit_every (got {fit_every}) reads answers every fit_every >= 1 tokens: set answers=true."
         )
+    if adversarial_images and (not answers or target_fpr is None):
+        raise ValueError("adversarial_images calibrates the gate inside answers: set answers=true and target_fpr.")
     if (validation_harmful is None) != (validation_benign is None):
         raise ValueError("Give both validation_harmful and validation_benign, or neither.")
     layers, components = list(layers or [-1]), list(components or [4])
@@ -142,6 +149,9 @@ def fit_probe(
         sets[f"train_{name}"] = records
     if validation_harmful is not None:
         sets["val_harmful"], sets["val_benign"] = validation_harmful.load(), validation_benign.load()
+    clean_val_harmful = len(sets["val_harmful"])
+    for name in ("train_harmful", "val_harmful"):  # adversarial calibration: attacked copies count as harmful
+        sets[name] = sets[name] + attacked_copies(sets[name], adversarial_images or [])
 
     def states(name: str):
         records = sets[name]
@@ -169,6 +179,13 @@ def fit_probe(
         )  # fmt: skip
         name, probe, calibration = choice.name, choice.probe, choice.report
         calibration["fit_every"] = fit_every
+        if adversarial_images:
+            flagged = sample_scores(probe, s["val_harmful"]) < choice.threshold
+            calibration["adversarial"] = {
+                "images": [str(p) for p in adversarial_images],
+                "val_tpr_clean": float(flagged[:clean_val_harmful].float().mean()),
+                "val_tpr_attacked": float(flagged[clean_val_harmful:].float().mean()),
+            }
     else:
         candidates = fit_candidates(
             s["train_harmful"], s["train_benign"], layers, components

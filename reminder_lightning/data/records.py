@@ -12,7 +12,7 @@ broken image is reported when it is opened, with the record that holds it.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,3 +108,15 @@ def decode_image(image: str | bytes | None, source: str, record_id: str) -> Imag
             f"{where}: cannot decode the image ({what}): {err}. Fix: re-export the image as PNG or JPEG, "
             "or remove the record from the data."
         ) from err
+
+
+def attacked_copies(records: list[Record], images: list[str]) -> list[Record]:
+    """Each record once per image, shown that image instead of its own (ids ``<id>+adv<k>``)."""
+    for path in images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"adversarial image {path} does not exist (an attack's adversarial.png).")
+    return [
+        replace(r, id=f"{r.id}+adv{k}", image=str(Path(path).absolute()), source=f"{r.source} with {path}")
+        for k, path in enumerate(images)
+        for r in records
+    ]

@@ -26,6 +26,8 @@ SMALL = {
     "--trainer.callbacks.max_answer_tokens 20",
     "DEMO_PT_ARGS": "--trainer.max_epochs 1 --data.init_args.num_examples 8 --trainer.enable_progress_bar false",
 }
+PGD = {"vlm": {"name_or_path": "demo:smollm2-llava", "dtype": "float32"}, "eps": 64, "batch_size": 2,
+       "val_goals": 0, "accelerator": "cpu", "enable_progress_bar": False}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -85,14 +87,23 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     ratios = [r["latency_ratio"] for r in table["results"] if r["run"] != "none"]
     assert ratios and all(x > 0 for x in ratios) and (work / "defences" / "tradeoff.png").exists()
 
-    # the demo's attack script on the same run: plain and adaptive PGD images, then defended held-out answers
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("demo_attack", REPO / "scripts" / "demo_attack.py")
-    demo_attack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo_attack)
-    attacked = demo_attack.main(["--work-dir", str(work), "--iterations", "2", "--max-new-tokens", "16"])
-    assert set(attacked["results"]) == {"clean", "pgd", "adaptive_pgd"}
-    for scores in attacked["results"].values():
-        assert all(0.0 <= v <= 1.0 for v in scores.values())
-    assert json.loads((work / "attacks" / "summary.json").read_text())["iterations"] == 2
+    # the robustness run on the same run: the jittered gate, then plain and adaptive PGD over two small budgets
+    attacks = json.dumps(
+        [{"label": "pgd", "class_path": "reminder_lightning.attacks.pgd.PGDImageAttack", "init_args": PGD,
+          "budgets": {"steps": {"param": "iterations", "values": [1, 2]}}},
+         {"label": "adaptive_pgd", "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
+          "adaptive": True, "init_args": PGD, "budgets": {"steps": {"param": "iterations", "values": [2]}}}],
+        separators=(",", ":"),
+    )  # fmt: skip
+    robust = subprocess.run(
+        ["bash", "scripts/demo_robustness.sh", str(work)], cwd=REPO, capture_output=True, text=True,
+        env={**env, "DEMO_PROBE_ARGS": "--fit_every 8 --max_new_tokens 20", "DEMO_ROBUSTNESS_ARGS":
+             f"--max_prompts 3 --attacks {attacks} --test_args [--model.decoding.max_new_tokens=16]"},
+    )  # fmt: skip
+    assert robust.returncode == 0, robust.stdout[-3000:] + robust.stderr[-3000:]
+    jittered = load_reminder(work / "reminder_jitter.safetensors")
+    assert jittered.schedule.jitter and jittered.probe is not None
+    report = json.loads((work / "robustness" / "robustness.json").read_text())
+    points = {(r["defence"], r["attack"], r["budget"]) for r in report["points"]["attacked"]}
+    assert ("reminder (gated, jitter)", "adaptive_pgd", 2) in points and ("none", "pgd", 1) in points
+    assert (work / "robustness" / "robustness.png").stat().st_size > 1000
