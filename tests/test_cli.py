@@ -59,7 +59,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess:
 def test_top_level_help_lists_every_command_and_predict_is_refused_with_the_alternative():
     out = _cli("--help")
     assert out.returncode == 0
-    for command in ("fit", "validate", "test", "compare", "probe", "judge", "attack", "select-spa-vl"):
+    for command in ("fit", "validate", "test", "compare", "probe", "judge", "attack", "robustness", "harden"):
         assert f"\n  {command} " in out.stdout, command
     assert "predict" not in out.stdout
     bare = _cli()
@@ -74,6 +74,8 @@ def test_top_level_help_lists_every_command_and_predict_is_refused_with_the_alte
         ("probe", "configs/probe_tiny.yaml", "position:"),
         ("attack", "configs/attacks/gcg_tiny.yaml", "attack:"),
         ("compare", "configs/compare/tiny_defences.yaml", "defences:"),
+        ("robustness", "configs/robustness/demo.yaml", "attacks:"),
+        ("harden", "configs/harden/demo.yaml", "rounds:"),
         ("select-spa-vl", "configs/select_spa_vl.yaml", "output:"),
     ],
 )

@@ -4,7 +4,7 @@ Rounds of attack and refit. Round ``r``: an attack that knows the defence (an ad
 the attacker's ``goals``) is fitted against the gate of round ``r - 1`` (round 0: the trained reminder as given);
 then the gate is calibrated again (the ``probe`` command with ``probe_config``) with the harmful training and
 validation answers read once more under each adversarial image made so far, counted as harmful. Each round writes
-``round<r>/reminder.safetensors``; ``harden.json`` and ``harden.md`` report per round the attack's last training
+``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``); ``harden.json`` and ``harden.md`` report per round the attack's last training
 numbers against the previous gate (P(safe), share of checks under the threshold) and the new gate's validation
 flags on clean and attacked harmful answers and on benign ones. The soft prompt never changes: only the gate.
 """
@@ -12,6 +12,7 @@ flags on clean and attacked harmful answers and on benign ones. The soft prompt 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,10 @@ def harden(
             }
         )
         gate = str(folder / "reminder.safetensors")
-    result = {"probe_config": probe_config, "attack": attack, "goals": goals, "rounds": report}
     out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(gate, out / "reminder.safetensors")  # the last round's: the hardened reminder
+    result = {"probe_config": probe_config, "attack": attack, "goals": goals, "rounds": report,
+              "reminder": str(out / "reminder.safetensors")}  # fmt: skip
     (out / "harden.json").write_text(json.dumps(result, indent=2))
     (out / "harden.md").write_text(harden_table(result))
     print("\n" + harden_table(result))

@@ -95,10 +95,18 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
           "adaptive": True, "init_args": PGD, "budgets": {"steps": {"param": "iterations", "values": [2]}}}],
         separators=(",", ":"),
     )  # fmt: skip
+    adaptive = json.dumps(
+        {
+            "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
+            "init_args": {**PGD, "iterations": 2},
+        },
+        separators=(",", ":"),
+    )
     robust = subprocess.run(
         ["bash", "scripts/demo_robustness.sh", str(work)], cwd=REPO, capture_output=True, text=True,
         env={**env, "DEMO_PROBE_ARGS": "--fit_every 8 --max_new_tokens 20", "DEMO_ROBUSTNESS_ARGS":
-             f"--max_prompts 3 --attacks {attacks} --test_args [--model.decoding.max_new_tokens=16]"},
+             f"--max_prompts 3 --attacks {attacks} --test_args [--model.decoding.max_new_tokens=16]",
+             "DEMO_HARDEN_ARGS": f"--rounds 1 --attack {adaptive}"},
     )  # fmt: skip
     assert robust.returncode == 0, robust.stdout[-3000:] + robust.stderr[-3000:]
     jittered = load_reminder(work / "reminder_jitter.safetensors")
@@ -106,4 +114,5 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     report = json.loads((work / "robustness" / "robustness.json").read_text())
     points = {(r["defence"], r["attack"], r["budget"]) for r in report["points"]["attacked"]}
     assert ("reminder (gated, jitter)", "adaptive_pgd", 2) in points and ("none", "pgd", 1) in points
+    assert ("reminder (gated, hardened)", "adaptive_pgd", 2) in points  # harden's last round (here 1)
     assert (work / "robustness" / "robustness.png").stat().st_size > 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,6 +37,7 @@ def test_each_round_attacks_the_previous_gate_and_refits_with_every_image_so_far
         assert len(gate["adversarial"]["images"]) == r["round"]  # every image so far counts as harmful
         clean = gate["validation"]["harmful_answers"] // (1 + r["round"])
         assert gate["validation"]["harmful_answers"] == clean * (1 + r["round"])
+    assert (tmp_path / "harden" / "reminder.safetensors").read_bytes() == Path(second["reminder"]).read_bytes()
     rows = (tmp_path / "harden" / "harden.md").read_text().splitlines()
     assert [row.split(" |")[0] for row in rows[2:]] == ["| 1", "| 2"]
 
