@@ -89,7 +89,10 @@ class AdaptivePGDModule(PGDImageModule):
             threshold=artifact.schedule.threshold if self.hparams.threshold is None else self.hparams.threshold,
             mode=GateMode.gated,
         )
-        self.interval, self.threshold = self.schedule.interval, self.schedule.threshold
+        self.interval, self.threshold = (
+            self.schedule.interval,
+            self.schedule.keep_below,
+        )  # what a check compares to
         self._cut_rng = random.Random(0)  # draws check points when the schedule has jitter
         self.soft_prompt = artifact.soft_prompt_module().to(self.vlm.device).requires_grad_(False)
         self.probe = artifact.probe.to(self.vlm.device).requires_grad_(False)

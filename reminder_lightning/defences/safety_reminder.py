@@ -22,6 +22,8 @@ class SafetyReminderDefence(Defence):
         return_text: ``full`` (what the user sees, judged by default) or ``after_reminder`` (the reference).
         refusal_room: Tokens an answer may still generate after its kept reminder, past the decoding budget if need
             be (0: the budget is hard; see :class:`~reminder_lightning.reminder.generation.ReminderGenerationConfig`).
+        fallback_margin: Keep the reminder also where P(safe) is above the threshold by less than this many
+            log-odds (the gate is unsure); default: the artifact's (0, off).
         jitter: Randomised check positions (one per interval window, drawn per prompt with the decoding seed);
             default: the artifact's (see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`).
     """
@@ -38,9 +40,16 @@ class SafetyReminderDefence(Defence):
         return_text: Literal["full", "after_reminder"] = "full",
         refusal_room: int = 0,
         jitter: bool | None = None,
+        fallback_margin: float | None = None,
     ):
         self.artifact = artifact
-        overrides = {"mode": mode, "interval": interval, "threshold": threshold, "jitter": jitter}
+        overrides = {
+            "mode": mode,
+            "interval": interval,
+            "threshold": threshold,
+            "jitter": jitter,
+            "fallback_margin": fallback_margin,
+        }
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.overrides.update(
             keep_checking_after_flag=keep_checking_after_flag, return_text=return_text, refusal_room=refusal_room
@@ -75,6 +84,7 @@ class SafetyReminderDefence(Defence):
             "interval": schedule.interval,
             "threshold": schedule.threshold,
             **({"jitter": True} if schedule.jitter else {}),  # recorded only when on: older folders stay valid
+            **({"fallback_margin": schedule.fallback_margin} if schedule.fallback_margin else {}),
             "return_text": cfg.return_text,
             "refusal_room": cfg.refusal_room,
         }

@@ -45,6 +45,8 @@ class ReminderSchedule:
         jitter: Randomised check positions: one check in every window of ``interval`` tokens, at a position drawn
             per answer (uniform over the window) instead of its last token, so an attacker cannot aim at a known
             step. Off by default (the reference's fixed schedule).
+        fallback_margin: Keep the reminder also where the gate is unsure: P(safe) above the threshold by less than
+            this many log-odds (0: off). The cost shows as benign answers flagged; see :attr:`keep_below`.
     """
 
     interval: int = 16
@@ -52,6 +54,7 @@ class ReminderSchedule:
     mode: GateMode = GateMode.gated
     keep_checking_after_flag: bool = False
     jitter: bool = False
+    fallback_margin: float = 0.0
 
     def __post_init__(self):
         try:
@@ -69,6 +72,21 @@ class ReminderSchedule:
                 f"got {self.threshold!r}."
             )
         object.__setattr__(self, "threshold", threshold)
+        margin = float(self.fallback_margin)
+        if not math.isfinite(margin) or margin < 0:
+            raise ValueError(
+                f"ReminderSchedule.fallback_margin must be a finite number >= 0 (log-odds), got {self.fallback_margin!r}."
+            )
+        object.__setattr__(self, "fallback_margin", margin)
+
+    @property
+    def keep_below(self) -> float:
+        """The P(safe) under which a check keeps the reminder: the threshold, moved up by ``fallback_margin``
+        log-odds (``sigmoid(logit(threshold) + margin)``; a threshold of 0 or 1 stays where it is)."""
+        if self.fallback_margin == 0 or self.threshold in (0.0, 1.0):
+            return self.threshold
+        logit = math.log(self.threshold / (1 - self.threshold)) + self.fallback_margin
+        return 1 / (1 + math.exp(-logit))
 
     def is_check(self, generated: int) -> bool:
         """Whether a check follows the ``generated``-th token (1-based count) on the fixed schedule."""
@@ -111,6 +129,8 @@ class ReminderSchedule:
             values["interval"] = _parse(metadata, "interval", int)
         if "threshold" in metadata:
             values["threshold"] = _parse(metadata, "threshold", float)
+        if "fallback_margin" in metadata:
+            values["fallback_margin"] = _parse(metadata, "fallback_margin", float)
         if "mode" in metadata:
             values["mode"] = metadata["mode"]
         for key in ("keep_checking_after_flag", "jitter"):

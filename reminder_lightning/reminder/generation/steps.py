@@ -106,7 +106,7 @@ def run_check(
 
 def gate(checking: torch.Tensor, p_safe: torch.Tensor, schedule: ReminderSchedule) -> torch.Tensor:
     """Which checked samples keep the reminder ``(B,)``: all of them (``always``) or those with
-    P(safe) < threshold (``gated``). Fails closed: a gated check without a finite P(safe) is an error, never a
+    P(safe) < threshold (``gated``; the threshold moved up by the schedule's ``fallback_margin``). Fails closed: a gated check without a finite P(safe) is an error, never a
     silent "safe"."""
     if schedule.mode is GateMode.always:
         return checking.clone()
@@ -118,7 +118,7 @@ def gate(checking: torch.Tensor, p_safe: torch.Tensor, schedule: ReminderSchedul
             "or the model's hidden states overflowed. Refusing to decide; check the artifact (refit the probe) or "
             "run the model in a wider dtype."
         )
-    return checking & (p_safe < schedule.threshold)
+    return checking & (p_safe < schedule.keep_below)
 
 
 def keep_reminder(attention: torch.Tensor, keep: torch.Tensor, n_rem: int) -> torch.Tensor:

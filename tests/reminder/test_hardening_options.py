@@ -3,6 +3,7 @@ draw in generation and calibration, different draws for different seeds, and inv
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -79,3 +80,22 @@ def test_training_cuts_follow_the_jittered_windows(adapters):
     cuts = {len(prefix_and_target(record, random.Random(s), settings, builder, jittered)[0]) for s in range(300)}
     assert cuts - {0} == set(range(1, n))  # any position: every window's every token is drawn at some point
     assert set(fixed.check_points(n)) < cuts
+
+
+def test_the_fallback_keeps_the_reminder_where_the_gate_is_unsure(adapters):
+    schedule = ReminderSchedule(threshold=0.2, fallback_margin=math.log(4))  # odds 1:4 -> 1:1
+    assert schedule.keep_below == pytest.approx(0.5) and ReminderSchedule(threshold=0.2).keep_below == 0.2
+    assert ReminderSchedule.from_metadata(schedule.to_metadata()) == schedule
+    with pytest.raises(ValueError, match="fallback_margin must be a finite number >= 0"):
+        ReminderSchedule(fallback_margin=-1.0)
+    adapter = adapters["llava"]
+    gen = ReminderGenerator(adapter, _soft(adapter), _random_probe(adapter.hidden_size))
+    common = {"mode": "gated", "interval": 8, "max_new_tokens": 24}
+    first = [out.checks[0][1] for out in gen.generate(_images(), PROMPTS, threshold=0.0, **common)]
+    threshold = min(first) / 2  # below every first check: nothing is kept without the fallback
+    margin = math.log(min(first) * 1.01 / (1 - min(first) * 1.01)) - math.log(threshold / (1 - threshold))
+    plain = gen.generate(_images(), PROMPTS, threshold=threshold, **common)
+    unsure = gen.generate(_images(), PROMPTS, threshold=threshold, fallback_margin=margin, **common)
+    assert not any(out.flagged and out.flag_step == 7 for out in plain)
+    lowest = first.index(min(first))
+    assert unsure[lowest].flagged and unsure[lowest].flag_step == 7  # within the margin at its first check
