@@ -195,16 +195,22 @@ def _every(states: CheckStates, stride: int) -> CheckStates:
 
 
 def dense(path: str, repeats: int = 8) -> None:
-    """Candidates fitted on training answers read at the checks (every 16 tokens) or every 8 / 4 tokens; chosen and
-    measured at the real checks of the validation answers, at 1 and 2 of 50 benign answers allowed."""
+    """Candidates fitted on training answers read at the checks (every 16 tokens) or every 8 / 4 tokens, with PCA up
+    to 128, 256 or the full width; chosen and measured at the real checks of the validation answers, at 1 and 2 of
+    50 benign answers allowed."""
     th, tb, vh, vb = _load(path)
-    layers, components = [13, 16, 19, 22, 25, 28, -1], [16, 32, 64, 128]
-    for stride in (16, 8, 4):
+    layers = [13, 16, 19, 22, 25, 28, -1]
+    read = th.step + 1  # the strides the training states were read at (states --fit_stride)
+    finest = min(k for k in (4, 8, 16) if k == 16 or bool(((read % k == 0) & (read % (2 * k) != 0)).any()))
+    strides = [k for k in (16, 8, 4) if k >= finest]
+    for stride in strides:
         sh, sb = _every(th, stride), _every(tb, stride)
-        candidates = fit_candidates(sh, sb, layers, components)
-        for fpr in (0.02, 0.04):
-            rates = [_rates(select_gate(candidates, *c, fpr), m) for _, c, m in _halves(vh, vb, repeats)]
-            _print(f"fit every {stride} tokens ({len(sh.sample)} + {len(sb.sample)} states), fpr {fpr}", rates)
+        for components in ([4, 16, 32, 64, 128], [4, 16, 32, 64, 128, 256], [4, 16, 32, 64, 128, 256, 576]):
+            candidates = fit_candidates(sh, sb, layers, components)
+            for fpr in (0.02, 0.04):
+                rates = [_rates(select_gate(candidates, *c, fpr), m) for _, c, m in _halves(vh, vb, repeats)]
+                label = f"fit every {stride} ({len(sh.sample)} + {len(sb.sample)} states), PCA <= {components[-1]}"
+                _print(f"{label}, fpr {fpr}", rates)
 
 
 def main() -> None:
