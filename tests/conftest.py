@@ -12,6 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ["llava", "qwen2_vl", "gemma3"]
 
 
+def random_reminder(path, intercept: float = 0.0):
+    """A random soft prompt and probe for the tiny LLaVA (hidden 64), gate P(safe) < 0.5, check every 4 tokens."""
+    from reminder_lightning.reminder.artifact import save_reminder
+    from reminder_lightning.reminder.detector import SafetyProbe
+
+    torch.manual_seed(0)
+    probe = SafetyProbe(64, 4)
+    q, _ = torch.linalg.qr(torch.randn(64, 4))
+    probe.components.copy_(q.T)
+    probe.coef.copy_(torch.randn(4))
+    probe.intercept.fill_(intercept)
+    return save_reminder(path, torch.randn(4, 64) * 0.02, probe, {"interval": "4", "threshold": "0.5"})
+
+
 def pytest_configure(config):
     # Tests must not depend on (or pollute) a user's cache; subprocesses inherit this.
     if "REMINDER_TINY_CACHE" not in os.environ:

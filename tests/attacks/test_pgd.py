@@ -16,11 +16,10 @@ from reminder_lightning.attacks.pgd import PGDImageAttack, PGDImageModule, goal_
 from reminder_lightning.attacks.step_progress import StepProgressBar
 from reminder_lightning.cli import main
 from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
-from reminder_lightning.reminder.artifact import save_reminder
-from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 from reminder_lightning.vlm.pixels import pixel_inputs
+from tests.conftest import random_reminder as make_random_reminder
 from tests.training.helpers import REPO
 
 TINY = VLMSpec("tiny:llava", dtype="float32")
@@ -170,14 +169,7 @@ def test_attack_command_writes_a_loadable_generic_benchmark(tmp_path, monkeypatc
 @pytest.fixture(scope="module")
 def random_reminder(tmp_path_factory):
     """A random soft prompt and probe for the tiny LLaVA (hidden 64), gate P(safe) < 0.5, check every 4."""
-    torch.manual_seed(0)
-    probe = SafetyProbe(64, 4)
-    q, _ = torch.linalg.qr(torch.randn(64, 4))
-    probe.components.copy_(q.T)
-    probe.coef.copy_(torch.randn(4))
-    probe.intercept.fill_(-1.0)
-    path = tmp_path_factory.mktemp("reminder") / "reminder.safetensors"
-    return save_reminder(path, torch.randn(4, 64) * 0.02, probe, {"interval": "4", "threshold": "0.5"})
+    return make_random_reminder(tmp_path_factory.mktemp("reminder") / "reminder.safetensors", intercept=-1.0)
 
 
 def test_check_cuts_follow_the_generation_schedule():

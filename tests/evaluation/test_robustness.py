@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from reminder_lightning.cli import main
-from reminder_lightning.reminder.artifact import save_reminder
-from reminder_lightning.reminder.detector import SafetyProbe
+from tests.conftest import random_reminder
 from tests.training.helpers import REPO
 
 PGD_ARGS = {
@@ -28,18 +27,9 @@ PGD_ARGS = {
 }
 
 
-def _reminder(path):
-    torch.manual_seed(0)
-    probe = SafetyProbe(64, 4)
-    q, _ = torch.linalg.qr(torch.randn(64, 4))
-    probe.components.copy_(q.T)
-    probe.coef.copy_(torch.randn(4))
-    return save_reminder(path, torch.randn(4, 64) * 0.02, probe, {"interval": "4", "threshold": "0.5"})
-
-
 def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_the_defence(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    artifact = str(_reminder(tmp_path / "reminder.safetensors"))
+    artifact = str(random_reminder(tmp_path / "reminder.safetensors"))
     config = {
         "eval_config": "configs/eval/tiny.yaml",
         "prompts": "data/tiny/eval/harmful.jsonl",

@@ -10,13 +10,14 @@ import yaml
 
 from reminder_lightning.cli import main
 from reminder_lightning.reminder.artifact import load_reminder
-from tests.evaluation.test_robustness import PGD_ARGS, _reminder
+from tests.conftest import random_reminder
+from tests.evaluation.test_robustness import PGD_ARGS
 from tests.training.helpers import REPO
 
 
 def test_each_round_attacks_the_previous_gate_and_refits_with_every_image_so_far(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    artifact = str(_reminder(tmp_path / "reminder.safetensors"))
+    artifact = str(random_reminder(tmp_path / "reminder.safetensors"))
     probe = yaml.safe_load((REPO / "configs/probe_tiny.yaml").read_text())
     probe.update(position="reminder", answers=True, reminder=artifact, max_new_tokens=24, with_images=True,
                  layers=[1, -1], components=[2, 3], target_fpr=0.25, max_per_class=12)  # fmt: skip
