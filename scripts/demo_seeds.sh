@@ -4,6 +4,7 @@
 #   scripts/demo_seeds.sh [WORK_DIR=runs/demo] [SPLIT_SEED=1] [SEEDS="0 1 2"]
 # Seed 0 is the run `make demo` makes in WORK_DIR (reused when its compare.md exists); seed N goes to
 # WORK_DIR/train-seedN. Tables: WORK_DIR/seeds/compare.md (held-out) and WORK_DIR/seeds/validation/compare.md.
+# DEMO_SEEDS_GATE=regate compares the gates scripts/demo_regate.sh recalibrated instead (into WORK_DIR/seeds-regate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
@@ -17,9 +18,11 @@ for s in $SEEDS; do
   run="$WORK/train-seed$s"
   [ "$s" = 0 ] && run="$WORK"
   [ -f "$run/compare.md" ] || bash scripts/demo.sh "$WORK" "$SPLIT_SEED" "$s" "$run"
-  held_out="$held_out, $run/eval/safety_reminder"
-  validation="$validation, $run/eval/val_safety_reminder"
+  sub=$run${DEMO_SEEDS_GATE:+/$DEMO_SEEDS_GATE}  # DEMO_SEEDS_GATE=regate: the gates of scripts/demo_regate.sh
+  held_out="$held_out, $sub/eval/safety_reminder"
+  validation="$validation, $sub/eval/val_safety_reminder"
   labels="$labels, seed$s"
 done
-$PY -m reminder_lightning compare --runs "[$validation]" --labels "[$labels]" --output_dir "$WORK/seeds/validation"
-$PY -m reminder_lightning compare --runs "[$held_out]" --labels "[$labels]" --output_dir "$WORK/seeds"
+OUT="$WORK/seeds${DEMO_SEEDS_GATE:+-$DEMO_SEEDS_GATE}"
+$PY -m reminder_lightning compare --runs "[$validation]" --labels "[$labels]" --output_dir "$OUT/validation"
+$PY -m reminder_lightning compare --runs "[$held_out]" --labels "[$labels]" --output_dir "$OUT"
