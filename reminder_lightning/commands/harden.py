@@ -4,9 +4,10 @@ Rounds of attack and refit. Round ``r``: an attack that knows the defence (an ad
 the attacker's ``goals``) is fitted against the gate of round ``r - 1`` (round 0: the trained reminder as given);
 then the gate is calibrated again (the ``probe`` command with ``probe_config``) with the harmful training and
 validation answers read once more under each adversarial image made so far, counted as harmful. Each round writes
-``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``); ``harden.json`` and ``harden.md`` report per round the attack's last training
-numbers against the previous gate (P(safe), share of checks under the threshold) and the new gate's validation
-flags on clean and attacked harmful answers and on benign ones. The soft prompt never changes: only the gate.
+``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``); ``harden.json`` and
+``harden.md`` report per round the attack's last training numbers against the previous gate (P(safe), share of
+checks under the threshold) and the new gate's validation flags on clean and attacked harmful answers and on benign
+ones. The soft prompt never changes: only the gate.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class ReminderSchedule:
         margin = float(self.fallback_margin)
         if not math.isfinite(margin) or margin < 0:
             raise ValueError(
-                f"ReminderSchedule.fallback_margin must be a finite number >= 0 (log-odds), got {self.fallback_margin!r}."
+                "ReminderSchedule.fallback_margin must be a finite number >= 0 (log-odds), "
+                f"got {self.fallback_margin!r}."
             )
         object.__setattr__(self, "fallback_margin", margin)
 

@@ -95,6 +95,15 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
           "adaptive": True, "init_args": PGD, "budgets": {"steps": {"param": "iterations", "values": [2]}}}],
         separators=(",", ":"),
     )  # fmt: skip
+    reminder = "reminder_lightning.defences.safety_reminder.SafetyReminderDefence"
+    defences = json.dumps(
+        [{"label": "none", "class_path": "reminder_lightning.defences.none.NoDefence"},
+         {"label": "reminder (gated, jitter)", "class_path": reminder,
+          "init_args": {"artifact": str(work / "reminder_jitter.safetensors")}},
+         {"label": "reminder (gated, hardened)", "class_path": reminder,
+          "init_args": {"artifact": str(work / "harden" / "reminder.safetensors")}}],
+        separators=(",", ":"),
+    )  # fmt: skip
     adaptive = json.dumps(
         {
             "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
@@ -105,7 +114,8 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     robust = subprocess.run(
         ["bash", "scripts/demo_robustness.sh", str(work)], cwd=REPO, capture_output=True, text=True,
         env={**env, "DEMO_PROBE_ARGS": "--fit_every 8 --max_new_tokens 20", "DEMO_ROBUSTNESS_ARGS":
-             f"--max_prompts 3 --attacks {attacks} --test_args [--model.decoding.max_new_tokens=16]",
+             f"--max_prompts 3 --attacks {attacks} --defences {defences} "
+             "--test_args [--model.decoding.max_new_tokens=16]",
              "DEMO_HARDEN_ARGS": f"--rounds 1 --attack {adaptive}"},
     )  # fmt: skip
     assert robust.returncode == 0, robust.stdout[-3000:] + robust.stderr[-3000:]

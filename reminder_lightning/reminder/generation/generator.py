@@ -1,13 +1,13 @@
 """ReminderGenerator: batched generation with the Safety Reminder, usable without Lightning.
 
-Every ``interval`` generated tokens (after 15, 31, 47, ... with the default 16, or at a position drawn per sample
-in each window with ``jitter``; see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`) the reminder vectors are appended to the
-*existing* KV cache of every sample still being checked, and the probe reads the hidden state at the last
-reminder token. A kept reminder stays in the context and the sample continues from the logits after it; an unkept
-one is masked out and the sample continues from the logits it had before the check. Nothing is recomputed: a check
-costs one forward over ``num_tokens`` positions. Only public APIs are used (``forward`` with a cache, attention
-masks, position ids, logits processors); positions come from the family, so Qwen2-VL's 3-D rotary positions are
-right after the image.
+Every ``interval`` generated tokens (after 15, 31, 47, ... with the default 16, or at a position drawn per sample in
+each window with ``jitter``; see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`) the reminder
+vectors are appended to the *existing* KV cache of every sample still being checked, and the probe reads the hidden
+state at the last reminder token. A kept reminder stays in the context and the sample continues from the logits
+after it; an unkept one is masked out and the sample continues from the logits it had before the check. Nothing is
+recomputed: a check costs one forward over ``num_tokens`` positions. Only public APIs are used (``forward`` with a
+cache, attention masks, position ids, logits processors); positions come from the family, so Qwen2-VL's 3-D rotary
+positions are right after the image.
 
 Caveat: on models with sliding-window attention (Gemma 3's local layers), masked reminder slots still take window
 room, so outputs can differ from an unchecked run once a sequence exceeds the window.

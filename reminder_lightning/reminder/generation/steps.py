@@ -106,8 +106,8 @@ def run_check(
 
 def gate(checking: torch.Tensor, p_safe: torch.Tensor, schedule: ReminderSchedule) -> torch.Tensor:
     """Which checked samples keep the reminder ``(B,)``: all of them (``always``) or those with
-    P(safe) < threshold (``gated``; the threshold moved up by the schedule's ``fallback_margin``). Fails closed: a gated check without a finite P(safe) is an error, never a
-    silent "safe"."""
+    P(safe) < threshold (``gated``; the threshold moved up by the schedule's ``fallback_margin``). Fails closed: a
+    gated check without a finite P(safe) is an error, never a silent "safe"."""
     if schedule.mode is GateMode.always:
         return checking.clone()
     scored = p_safe[checking]
