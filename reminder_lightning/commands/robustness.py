@@ -138,15 +138,18 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
         args = {**spec["init_args"], param: value}
         if spec["adaptive"]:
             args["reminder"] = artifact
-        key = json.dumps({"owner": owner, **args}, sort_keys=True, default=str)
+        record = _record(spec, args, held_out, goal_samples)
+        key = json.dumps({"owner": owner, **record}, sort_keys=True, default=str)
         if key in made:  # another budget axis made this very point (same attack, same arguments)
             yield value, made[key]
             continue
-        if done.exists():  # a rerun keeps what was attacked
+        if done.exists():  # a rerun keeps what was attacked, if the same attack made it
+            _same_record(done.parent / "attack.json", record)
             made[key] = done
             yield value, done
             continue
         if resumable:  # one run through the values; the image of each budget is copied out
+            _same_record(base / "run.json", {**record, "arguments": {**record["arguments"], param: None}})
             args.update(run_name="run", resume=True)
         run_dir = base if resumable else base / f"{value}"
         attack = cls(**args)
@@ -161,8 +164,39 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
                     shutil.copyfile(s.image, copy)
                 s.image = str(copy.absolute())
         write_samples(attacked, done)
+        _same_record(done.parent / "attack.json", record)
         made[key] = done
         yield value, done
+
+
+def _record(spec: dict, args: dict, held_out: list, goal_samples: list) -> dict:
+    """What an attacked set depends on: the attack and its arguments, the artifact's content, the prompts."""
+    from reminder_lightning.reminder.artifact import file_sha256
+
+    artifact = args.get("reminder")
+    return {
+        "class_path": spec["class_path"],
+        "arguments": json.loads(json.dumps(args, sort_keys=True, default=str)),
+        "artifact_sha256": file_sha256(artifact) if artifact else None,
+        "fit_on": spec["fit_on"],
+        "prompts": [s.id for s in held_out],
+        "goals": [s.id for s in goal_samples] if spec["fit_on"] == "goals" else None,
+    }
+
+
+def _same_record(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path``, or check that the one there is the same (fail closed on a stale folder)."""
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise ValueError(
+                f"robustness: {path.parent} was made by another attack setting (differs in {changed}). Fix: remove "
+                f"{path.parent}, or give this run another output_dir."
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
 
 
 def _test(eval_config: str, defence: dict, jsonl: Path, folder: Path, test_args: list[str]) -> None:

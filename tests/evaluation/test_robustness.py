@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -84,3 +85,8 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     assert clean == {(d, b) for d in ("none", "reminder") for b in ("tiny_harmful", "tiny_benign")}
     table = (out / "robustness.md").read_text()
     assert "## pgd: ASR by iterations (steps)" in table and "not applicable" in table
+    # a rerun reuses every attacked set; one with another attack setting in the same folder stops, naming it
+    config["attacks"][0]["init_args"] = {**PGD_ARGS, "eps": 8}
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="was made by another attack setting .*arguments.*Fix: remove"):
+        main(["robustness", "--config", str(path)])
