@@ -114,6 +114,8 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
 ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
+for _path in ("configs/harden/demo.yaml", "configs/robustness/demo.yaml"):
+    ELSEWHERE[_path] = "scripts/demo_robustness.sh"
 for _name in ("fit_prompt_tuning", "fit_dro", "probe_refusal"):
     ELSEWHERE[f"configs/demo/{_name}.yaml"] = "scripts/demo_defences.sh"
 #: Configs that need hardware no CPU twin has; they are parsed (tests/test_configs.py), not run.

@@ -20,8 +20,9 @@ from typing import Any
 
 def harden(
     probe_config: str,
-    attack: dict,
+    attack: str,
     goals: str,
+    attack_args: dict | None = None,
     rounds: int = 3,
     output_dir: str = "runs/harden",
 ) -> dict:
@@ -31,9 +32,9 @@ def harden(
         probe_config: A ``probe`` config that calibrates the gate inside answers (``position: reminder``,
             ``answers: true``, ``target_fpr``, ``reminder``: the trained artifact). Its ``reminder`` stays the soft
             prompt of every round; its ``output`` and ``reminder_output`` are replaced per round.
-        attack: ``{class_path, init_args}`` of an attack that takes the defence's ``reminder`` artifact (e.g.
-            :class:`~reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack`); ``reminder`` and ``run_name`` are
-            set per round.
+        attack: The class path of an attack that takes the defence's ``reminder`` artifact (e.g.
+            ``reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack``).
+        attack_args: Its arguments (``reminder`` and ``run_name`` are set per round).
         goals: The attacker's training goals (a ``GenericBenchmark`` file with a ``target`` column).
         rounds: Attack-and-refit rounds.
         output_dir: Where each round's attack and artifact go, and the report.
@@ -53,16 +54,16 @@ def harden(
             f"harden: {probe_config} must calibrate the gate inside answers (position: reminder, answers: true, "
             "target_fpr set)."
         )
-    if "class_path" not in attack:
-        raise ValueError("harden: attack needs a class_path (e.g. reminder_lightning.attacks.adaptive_pgd....).")
-    module, name = attack["class_path"].rsplit(".", 1)
+    if "." not in attack:
+        raise ValueError("harden: attack is a class path (e.g. reminder_lightning.attacks.adaptive_pgd....).")
+    module, name = attack.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     out = Path(output_dir)
     samples = GenericBenchmark(goals, name="goals", harmful=True).load()
     gate, images, report = str(config["reminder"]), [], []
     for r in range(1, rounds + 1):
         folder = out / f"round{r}"
-        adversary = cls(**{**(attack.get("init_args") or {}), "reminder": gate, "run_name": f"attack{r}"})
+        adversary = cls(**{**(attack_args or {}), "reminder": gate, "run_name": f"attack{r}"})
         adversary.fit(samples, out)
         images.append(str(adversary.run_dir(out) / "adversarial.png"))
         metrics = adversary.trainer.callback_metrics if adversary.trainer is not None else {}
@@ -86,7 +87,7 @@ def harden(
         gate = str(folder / "reminder.safetensors")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(gate, out / "reminder.safetensors")  # the last round's: the hardened reminder
-    result = {"probe_config": probe_config, "attack": attack, "goals": goals, "rounds": report,
+    result = {"probe_config": probe_config, "attack": attack, "attack_args": attack_args, "goals": goals, "rounds": report,
               "reminder": str(out / "reminder.safetensors")}  # fmt: skip
     (out / "harden.json").write_text(json.dumps(result, indent=2))
     (out / "harden.md").write_text(harden_table(result))

@@ -23,9 +23,8 @@ def test_each_round_attacks_the_previous_gate_and_refits_with_every_image_so_far
                  layers=[1, -1], components=[2, 3], target_fpr=0.25, max_per_class=12)  # fmt: skip
     probe_config = tmp_path / "probe.yaml"
     probe_config.write_text(yaml.safe_dump(probe))
-    attack = {"class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
-              "init_args": {**PGD_ARGS, "iterations": 2}}  # fmt: skip
-    config = {"probe_config": str(probe_config), "attack": attack, "goals": "data/tiny/harmful.jsonl", "rounds": 2,
+    config = {"probe_config": str(probe_config), "attack": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
+              "attack_args": {**PGD_ARGS, "iterations": 2}, "goals": "data/tiny/harmful.jsonl", "rounds": 2,
               "output_dir": str(tmp_path / "harden")}  # fmt: skip
     (tmp_path / "harden.yaml").write_text(json.dumps(config))
     result = main(["harden", "--config", str(tmp_path / "harden.yaml")])
