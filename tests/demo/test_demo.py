@@ -97,10 +97,11 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     )  # fmt: skip
     reminder = "reminder_lightning.defences.safety_reminder.SafetyReminderDefence"
     defences = json.dumps(
+    # labels without spaces: the script passes these arguments through word splitting
         [{"label": "none", "class_path": "reminder_lightning.defences.none.NoDefence"},
-         {"label": "reminder (gated, jitter)", "class_path": reminder,
+         {"label": "jitter", "class_path": reminder,
           "init_args": {"artifact": str(work / "reminder_jitter.safetensors")}},
-         {"label": "reminder (gated, hardened)", "class_path": reminder,
+         {"label": "hardened", "class_path": reminder,
           "init_args": {"artifact": str(work / "harden" / "reminder.safetensors")}}],
         separators=(",", ":"),
     )  # fmt: skip
@@ -117,6 +118,6 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert jittered.schedule.jitter and jittered.probe is not None
     report = json.loads((work / "robustness" / "robustness.json").read_text())
     points = {(r["defence"], r["attack"], r["budget"]) for r in report["points"]["attacked"]}
-    assert ("reminder (gated, jitter)", "adaptive_pgd", 2) in points and ("none", "pgd", 1) in points
-    assert ("reminder (gated, hardened)", "adaptive_pgd", 2) in points  # harden's last round (here 1)
+    assert ("jitter", "adaptive_pgd", 2) in points and ("none", "pgd", 1) in points
+    assert ("hardened", "adaptive_pgd", 2) in points  # harden's last round (here 1)
     assert (work / "robustness" / "robustness.png").stat().st_size > 1000
