@@ -96,8 +96,8 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
         separators=(",", ":"),
     )  # fmt: skip
     reminder = "reminder_lightning.defences.safety_reminder.SafetyReminderDefence"
-    defences = json.dumps(
     # labels without spaces: the script passes these arguments through word splitting
+    defences = json.dumps(
         [{"label": "none", "class_path": "reminder_lightning.defences.none.NoDefence"},
          {"label": "jitter", "class_path": reminder,
           "init_args": {"artifact": str(work / "reminder_jitter.safetensors")}},
