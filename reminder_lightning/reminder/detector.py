@@ -5,7 +5,8 @@ top ``m`` principal components, logistic regression. ``h`` is the hidden state o
 last) at the last reminder token (or at the prompt end, where the reference fits it). ``layer`` indexes the
 ``hidden_states`` tuple transformers returns (0: the input embeddings, -1: the last layer); a middle layer often
 separates harmful from benign answers better than the last one. All tensors are buffers, so the probe is frozen,
-moves with the module, and is saved with it.
+moves with the module, and is saved with it; :meth:`train_head` turns the logistic head into parameters (SAPT's
+``train_probe``: the reminder and the gate trained together).
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ class SafetyProbe(nn.Module):
                 "it was fitted on another model."
             )
         return hidden_states[index]
+
+    def train_head(self) -> SafetyProbe:
+        """Make the logistic head (``coef``, ``intercept``) trainable parameters; the PCA basis stays a frozen buffer.
+
+        Names and shapes are unchanged, so state dicts and saved artifacts read the same either way.
+        """
+        for name in ("coef", "intercept"):
+            value = getattr(self, name)
+            if isinstance(value, nn.Parameter):
+                continue
+            del self._buffers[name]
+            self.register_parameter(name, nn.Parameter(value.detach().clone().float()))
+        return self
 
     def logit(self, hidden: torch.Tensor) -> torch.Tensor:
         """Log-odds of *safe*, shape ``hidden.shape[:-1]``; computed in fp32."""

@@ -48,6 +48,10 @@ class SafetyReminderModule(L.LightningModule):
             artifact). With a probe the loss adds ``cls_weight`` x BCE(P(safe) at the last reminder
             token, is_safe); without one it is the LM loss alone.
         cls_weight: Weight (lambda) of the probe's BCE term (reference: 0.05).
+        train_probe: Train the probe's logistic head together with the reminder (the reference keeps the probe
+            frozen): the BCE term then also moves the gate, so the reminder is trained to be separable *for* a
+            probe that follows it. Give the probe the layer the gate will read (``probe --layers``). The
+            exported artifact carries the trained head unless a calibration callback replaces the gate.
         schedule: When the reminder is tried and kept at inference (interval, threshold, gate mode; reference:
             16, 0.2, gated), stored in the exported artifact. The CLI links it into the data module, whose
             ``sapt.cut: check_points`` cuts prefixes at the same check points.
@@ -69,6 +73,7 @@ class SafetyReminderModule(L.LightningModule):
         init_seed: int = 0,
         probe_path: str | None = None,
         cls_weight: float = 0.05,
+        train_probe: bool = False,
         schedule: ReminderSchedule | None = None,
         optimizer: OptimizerCallable = reference_adamw,
         gradient_checkpointing: bool = False,
@@ -81,6 +86,12 @@ class SafetyReminderModule(L.LightningModule):
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         if cls_weight < 0:
             raise ValueError(f"cls_weight must be >= 0, got {cls_weight}")
+        if train_probe and (not probe_path or cls_weight == 0):
+            raise ValueError(
+                "train_probe trains the probe of SAPT's BCE term, but "
+                + ("no model.probe_path is set" if not probe_path else "model.cls_weight is 0")
+                + ": set model.probe_path to a fitted probe and cls_weight > 0, or train_probe false."
+            )
         self.schedule = (
             schedule if isinstance(schedule, ReminderSchedule) else ReminderSchedule(**(schedule or {}))
         )
@@ -116,7 +127,7 @@ class SafetyReminderModule(L.LightningModule):
                     f"Probe {hp.probe_path} reads hidden size {probe.hidden_size} but {self.vlm_spec.name_or_path} has "
                     f"{vlm.hidden_size}: it was fitted on another model. Refit it for this model."
                 )
-            self.probe = probe.to(vlm.device)
+            self.probe = (probe.train_head() if hp.train_probe else probe).to(vlm.device)
         self.injector = ReminderInjector(vlm.input_embeddings(), self.soft_prompt).attach()
         self.objective.setup(self)
 
@@ -128,7 +139,10 @@ class SafetyReminderModule(L.LightningModule):
         return self
 
     def configure_optimizers(self):
-        return self.optimizer_factory(self.soft_prompt.parameters())
+        params = list(self.soft_prompt.parameters())
+        if self.hparams.train_probe:
+            params += [p for p in self.probe.parameters() if p.requires_grad]
+        return self.optimizer_factory(params)
 
     def on_fit_start(self) -> None:
         target = self._export_target()  # on every rank: trainer.log_dir is a collective call under DDP

@@ -11,7 +11,7 @@ import torch
 
 from reminder_lightning.data.records import RecordError
 from reminder_lightning.reminder import SafetyProbe, load_reminder
-from reminder_lightning.reminder.artifact import save_probe
+from reminder_lightning.reminder.artifact import load_probe, save_probe
 from tests.conftest import FAMILIES
 from tests.training.helpers import REPO, epoch_means, run_fit, step_losses
 
@@ -98,7 +98,7 @@ def _prompt_end_states(adapter, records):
     return torch.stack(states)
 
 
-def test_fit_with_probe_adds_the_classification_term(tmp_path, adapters):
+def _tiny_probe_file(tmp_path, adapters):
     from reminder_lightning.data.sources import LocalRecords
 
     harmful = LocalRecords(str(REPO / "data/tiny/harmful.jsonl"), kind="harmful").load()
@@ -106,7 +106,11 @@ def test_fit_with_probe_adds_the_classification_term(tmp_path, adapters):
     adapter = adapters["llava"]
     hidden = torch.cat([_prompt_end_states(adapter, harmful), _prompt_end_states(adapter, benign)])
     labels = torch.cat([torch.zeros(len(harmful)), torch.ones(len(benign))])
-    probe_file = save_probe(tmp_path / "probe.safetensors", SafetyProbe.fit(hidden, labels, num_components=4))
+    return save_probe(tmp_path / "probe.safetensors", SafetyProbe.fit(hidden, labels, num_components=4))
+
+
+def test_fit_with_probe_adds_the_classification_term(tmp_path, adapters):
+    probe_file = _tiny_probe_file(tmp_path, adapters)
     cli = run_fit(tmp_path, f"--model.probe_path={probe_file}", "--model.cls_weight=1.0", "--trainer.max_epochs=4")
     cls = epoch_means(cli, "train/cls_loss")
     assert len(cls) == 4 and cls[-1] < cls[0], cls
@@ -118,6 +122,25 @@ def test_fit_with_probe_adds_the_classification_term(tmp_path, adapters):
     assert art.probe is not None and art.probe.num_components == 4
     ckpt = torch.load(cli.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=False)
     assert {"soft_prompt.weight", "probe.mean", "probe.coef"} <= set(ckpt["state_dict"])
+
+
+def test_train_probe_trains_the_head_with_the_reminder_and_exports_it(tmp_path, adapters):
+    probe_file = _tiny_probe_file(tmp_path, adapters)
+    given = load_probe(probe_file)
+    cli = run_fit(
+        tmp_path, f"--model.probe_path={probe_file}", "--model.cls_weight=1.0", "--model.train_probe=true",
+        "--trainer.max_epochs=2",
+    )  # fmt: skip
+    trained = {id(p) for group in cli.trainer.optimizers[0].param_groups for p in group["params"]}
+    assert id(cli.model.probe.coef) in trained and id(cli.model.soft_prompt.weight) in trained
+    art = load_reminder(cli.model.exported_path)
+    assert not torch.allclose(art.probe.coef, given.coef)  # the head moved ...
+    assert torch.equal(art.probe.components, given.components) and torch.equal(art.probe.mean, given.mean)  # PCA kept
+
+
+def test_train_probe_without_a_probe_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="train_probe.*no model.probe_path"):
+        run_fit(tmp_path, "--model.train_probe=true", "--trainer.max_epochs=1")
 
 
 def test_probe_for_another_model_is_refused(tmp_path):
