@@ -135,7 +135,9 @@ def test_train_probe_trains_the_head_with_the_reminder_and_exports_it(tmp_path, 
     assert id(cli.model.probe.coef) in trained and id(cli.model.soft_prompt.weight) in trained
     art = load_reminder(cli.model.exported_path)
     assert not torch.allclose(art.probe.coef, given.coef)  # the head moved ...
-    assert torch.equal(art.probe.components, given.components) and torch.equal(art.probe.mean, given.mean)  # PCA kept
+    assert torch.equal(art.probe.components, given.components) and torch.equal(
+        art.probe.mean, given.mean
+    )  # PCA kept
 
 
 def test_train_probe_without_a_probe_is_refused(tmp_path):
