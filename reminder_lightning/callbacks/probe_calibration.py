@@ -10,7 +10,7 @@ Add it to any ``fit`` config::
                                  init_args: {path: data/val_harmful.jsonl, kind: harmful}}
             validation_benign: {class_path: reminder_lightning.data.sources.LocalRecords,
                                 init_args: {path: data/val_benign.jsonl, kind: benign}}
-            layers: [16, 22, -1]
+            layers: [16, 22, -1, [16, 22]]  # a list: one candidate reading those layers concatenated
             components: [4, 16, 32]
             target_fpr: 0.01
 
@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sources import RecordSource
-from reminder_lightning.reminder.calibration import CheckStates, collect_check_states
+from reminder_lightning.reminder.calibration import CheckStates, collect_check_states, flat_layers
 from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 
@@ -45,7 +45,8 @@ class ProbeCalibration(L.Callback):
         validation_benign: Benign records with the model's own helpful answers.
         train_harmful: Harmful records the candidates are fitted on; default: the data module's ``harmful``.
         train_benign: Benign records the candidates are fitted on; default: the data module's ``benign``.
-        layers: ``hidden_states`` entries the candidates may read (-1: the last layer).
+        layers: ``hidden_states`` entries the candidates may read (-1: the last layer); an entry that is a list
+            (``[16, 22]``) is a candidate reading those layers concatenated (the multi-layer gate).
         components: PCA sizes of the candidates.
         target_fpr: Share of validation benign *answers* the gate may flag.
         threshold_rule: ``mid_gap`` or ``at_fpr`` (see :mod:`reminder_lightning.reminder.gate_selection`).
@@ -71,7 +72,7 @@ class ProbeCalibration(L.Callback):
         validation_benign: RecordSource,
         train_harmful: RecordSource | None = None,
         train_benign: RecordSource | None = None,
-        layers: list[int] | None = None,
+        layers: list[int | list[int]] | None = None,
         components: list[int] | None = None,
         target_fpr: float = 0.01,
         threshold_rule: ThresholdRule = "mid_gap",
@@ -93,6 +94,7 @@ class ProbeCalibration(L.Callback):
         self.validation_harmful, self.validation_benign = validation_harmful, validation_benign
         self.train_harmful, self.train_benign = train_harmful, train_benign
         self.layers = list(layers) if layers else [-1]
+        flat_layers(self.layers)  # a list that repeats a layer fails here, not after training
         self.components = list(components) if components else [4]
         if fit_every is not None and fit_every < 1:
             raise ValueError(f"fit_every must be None or an integer >= 1, got {fit_every}")
@@ -114,7 +116,7 @@ class ProbeCalibration(L.Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.report, indent=2))
             rank_zero_info(
-                f"Gate calibrated: {self.report['chosen']} (hidden_states[{self.report['layer']}], PCA "
+                f"Gate calibrated: {self.report['chosen']} (hidden_states {self.report['layer']}, PCA "
                 f"{self.report['components']}), threshold {self.report['threshold']:.4g}; validation answers flagged: "
                 f"harmful {self.report['val_tpr']:.1%}, benign {self.report['val_fpr']:.1%}. Report: {path}"
             )
@@ -130,12 +132,12 @@ class ProbeCalibration(L.Callback):
         layers = list(self.layers)
         if self.include_trained_probe and pl_module.probe is not None:
             given["trained_probe"] = pl_module.probe.cpu()
-            layers = sorted(set(layers) | {pl_module.probe.layer_index})
+            layers.append(pl_module.probe.layer_spec)
         injector = ReminderInjector(pl_module.vlm.input_embeddings(), pl_module.soft_prompt)
         pl_module.injector.detach()  # this injector reads the same soft prompt; one set of hooks at a time
         try:
             states = {
-                name: self._states(pl_module, injector, records, layers, name)
+                name: self._states(pl_module, injector, records, flat_layers(layers), name)
                 for name, records in (
                     ("train harmful", train_h),
                     ("train benign", train_b),

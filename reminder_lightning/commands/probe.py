@@ -26,7 +26,12 @@ import torch
 from reminder_lightning.data.records import Record, attacked_copies, load_image
 from reminder_lightning.data.sources import RecordSource
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
-from reminder_lightning.reminder.calibration import collect_check_states, fit_candidates, sample_scores
+from reminder_lightning.reminder.calibration import (
+    collect_check_states,
+    fit_candidates,
+    flat_layers,
+    sample_scores,
+)
 from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import Position, roc_auc
@@ -42,7 +47,7 @@ def fit_probe(
     position: Position = "prompt_end",
     reminder: str | None = None,
     reminder_output: str | None = None,
-    layers: list[int] | None = None,
+    layers: list[int | list[int]] | None = None,
     components: list[int] | None = None,
     answers: bool = False,
     interval: int | None = None,
@@ -73,7 +78,8 @@ def fit_probe(
         position: ``prompt_end`` (the reference) or ``reminder`` (after the trained soft prompt; needs ``reminder``).
         reminder: A ``reminder.safetensors`` whose soft prompt is injected for ``position: reminder``.
         reminder_output: Write a copy of ``reminder`` that carries the chosen probe, threshold and report here.
-        layers: Candidate ``hidden_states`` entries (reference: [-1], the last layer; 0 = the embeddings).
+        layers: Candidate ``hidden_states`` entries (reference: [-1], the last layer; 0 = the embeddings); an entry
+            that is a list (``[16, 22]``) is one candidate reading those layers concatenated (the multi-layer gate).
         components: Candidate PCA sizes of the logistic head (reference: [4]).
         answers: Read at the reminder after the first ``c`` answer tokens for every check point ``c`` (the gate's
             real position) instead of right after the prompt; needs ``position: reminder``.
@@ -165,8 +171,8 @@ def fit_probe(
             else schedule
         )
         return collect_check_states(
-            adapter, [r.question for r in records], images, ids, layers, position, injector, read_at, batch_size,
-            desc=f"{name.replace('_', ' ')} states", max_new_tokens=max_new_tokens if answers else None,
+            adapter, [r.question for r in records], images, ids, flat_layers(layers), position, injector, read_at,
+            batch_size, desc=f"{name.replace('_', ' ')} states", max_new_tokens=max_new_tokens if answers else None,
         )  # fmt: skip
 
     s = {name: states(name) for name in sets}
@@ -242,7 +248,7 @@ def _report(vlm, position, answers, probe, name, s, calibration, seed) -> dict:
         "answers": answers,
         "chosen": name,
         "num_components": probe.num_components,
-        "layer": probe.layer_index,
+        "layer": probe.layer_spec,
         "train": {"harmful": s["train_harmful"].num_samples, "benign": s["train_benign"].num_samples},
         "train_checks": {"harmful": len(s["train_harmful"].sample), "benign": len(s["train_benign"].sample)},
         "test": {"harmful": s["val_harmful"].num_samples, "benign": s["val_benign"].num_samples},

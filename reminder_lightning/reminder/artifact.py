@@ -2,7 +2,7 @@
 
 Tensors: ``soft_prompt`` ``(num_tokens, hidden_size)`` fp32 and, with a probe, ``probe.mean``,
 ``probe.components``, ``probe.coef``, ``probe.intercept``, ``probe.layer`` (files without it read the last
-layer). Metadata (strings): ``base_model``,
+layer; a 1-D tensor for a probe that reads several layers concatenated). Metadata (strings): ``base_model``,
 ``family``, ``num_tokens``, ``hidden_size``, ``init_text``, ``interval``, ``threshold``,
 ``package_version``, ``format_version``, ``config`` (JSON of the resolved training settings) and
 ``content_sha256``.
@@ -10,7 +10,7 @@ layer). Metadata (strings): ``base_model``,
 Loading validates the whole artifact before anything uses it (a gate that silently switches itself off is the
 failure this guards against): the format version, the content hash (format 2: SHA-256 over every tensor and every
 other metadata field, so flipped bytes or an edited threshold are caught), finite tensors, consistent shapes
-(soft prompt width = probe width = ``hidden_size``), and the schedule (threshold a finite number in [0, 1],
+(soft prompt width = ``hidden_size``, probe width = ``hidden_size`` x its number of layers), and the schedule (threshold a finite number in [0, 1],
 interval >= 1). Every error names the file, the tensor or field, and the fix.
 """
 
@@ -221,7 +221,18 @@ def _check_probe(tensors: dict[str, torch.Tensor], path: Path | str, width: int 
                 "Fix: refit the probe (`python -m reminder_lightning probe`) and re-export."
             )
     comps, mean = tensors["probe.components"], tensors["probe.mean"]
-    hidden = width if width is not None else mean.shape[-1]
+    layer = tensors.get("probe.layer", torch.tensor(-1))
+    if layer.dim() > 1 or layer.numel() < 1 or layer.is_floating_point():
+        raise ValueError(
+            f"{path}: tensor 'probe.layer' has shape {tuple(layer.shape)} ({layer.dtype}); expected one integer or a "
+            "1-D list of hidden_states entries. Fix: refit the probe and re-export."
+        )
+    hidden = width * layer.numel() if width is not None else mean.shape[-1]
+    if hidden % layer.numel():
+        raise ValueError(
+            f"{path}: tensor 'probe.mean' has width {hidden}, not {layer.numel()} layers' states concatenated "
+            f"(probe.layer {layer.tolist()}). Fix: refit the probe and re-export."
+        )
     expected = {
         "probe.components": (comps.shape[0], hidden),
         "probe.mean": (hidden,),
@@ -231,7 +242,7 @@ def _check_probe(tensors: dict[str, torch.Tensor], path: Path | str, width: int 
         if tuple(tensors[name].shape) != shape:
             raise ValueError(
                 f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {shape}"
-                + (f" (the soft prompt's width is {width})" if width is not None else "")
+                + (f" (the soft prompt's width is {width}, x {layer.numel()} layers)" if width is not None else "")
                 + ": the probe was fitted on another model. Fix: refit it on this model."
             )
     if tensors["probe.intercept"].numel() != 1:
@@ -243,15 +254,16 @@ def _probe_from_tensors(tensors: dict[str, torch.Tensor], path: Path) -> SafetyP
     if missing:
         raise ValueError(f"{path} holds no complete probe: missing tensors {missing}.")
     comps = tensors["probe.components"]
-    layer = int(tensors["probe.layer"]) if "probe.layer" in tensors else -1
-    probe = SafetyProbe(comps.shape[1], comps.shape[0], layer=layer)
+    layer = tensors["probe.layer"].tolist() if "probe.layer" in tensors else -1
+    n_layers = 1 if isinstance(layer, int) else len(layer)
+    probe = SafetyProbe(comps.shape[1] // n_layers, comps.shape[0], layer=layer)
     probe.load_state_dict({k: tensors[f"probe.{k}"] for k in _PROBE_KEYS}, strict=False)
     return probe
 
 
 def _probe_tensors(probe: SafetyProbe) -> dict[str, torch.Tensor]:
     tensors = {f"probe.{k}": getattr(probe, k).detach().float().cpu().contiguous() for k in _PROBE_KEYS}
-    tensors["probe.layer"] = probe.layer.detach().long().cpu().reshape(())
+    tensors["probe.layer"] = probe.layer.detach().long().cpu().clone()  # 0-d: one layer; 1-D: several
     return tensors
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.detector import LayerSpec, SafetyProbe, layer_list, layer_name
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import Position, collect_hidden_states
 from reminder_lightning.reminder.schedule import ReminderSchedule
@@ -49,6 +49,11 @@ class CheckStates:
         if index not in self.layers:
             raise ValueError(f"Layer {index} was not collected (have {self.layers}).")
         return self.hidden[:, self.layers.index(index)]
+
+    def select(self, spec: LayerSpec) -> torch.Tensor:
+        """What a probe with layer ``spec`` reads: ``(N, H)`` for one entry, ``(N, k x H)`` for ``k`` concatenated."""
+        layers = layer_list(spec)
+        return self.layer(layers[0]) if isinstance(spec, int) else torch.cat([self.layer(i) for i in layers], -1)
 
     def subset(self, samples: torch.Tensor | list[int]) -> CheckStates:
         """The checks of the answers ``samples`` (indices), renumbered ``0..len(samples)-1`` in that order."""
@@ -126,7 +131,7 @@ def collect_check_states(
 
 def sample_scores(probe: SafetyProbe, states: CheckStates) -> torch.Tensor:
     """Per answer, the lowest P(safe) over its checks ``(num_samples,)``; 1.0 for an answer without checks."""
-    p = probe(states.layer(probe.layer_index)) if len(states.sample) else torch.zeros(0)
+    p = probe(states.select(probe.layer_spec)) if len(states.sample) else torch.zeros(0)
     scores = torch.ones(states.num_samples)
     return scores.scatter_reduce(0, states.sample, p.float(), reduce="amin", include_self=True)
 
@@ -134,15 +139,29 @@ def sample_scores(probe: SafetyProbe, states: CheckStates) -> torch.Tensor:
 def fit_candidates(
     harmful: CheckStates,
     benign: CheckStates,
-    layers: list[int],
+    layers: list[LayerSpec],
     components: list[int],
     given: dict[str, SafetyProbe] | None = None,
 ) -> dict[str, SafetyProbe]:
-    """``given`` probes plus one probe refitted per layer x PCA size on the check states (label 1 = benign)."""
+    """``given`` probes plus one probe refitted per layer x PCA size on the check states (label 1 = benign); a
+    list in ``layers`` is one candidate that reads those layers concatenated (named ``layers16+19_pca64``)."""
     candidates = dict(given or {})
     labels = torch.cat([torch.zeros(len(harmful.sample)), torch.ones(len(benign.sample))])
-    for layer in layers:
-        x = torch.cat([harmful.layer(layer), benign.layer(layer)])
+    for spec in layers:
+        x = torch.cat([harmful.select(spec), benign.select(spec)])
         for m in components:
-            candidates[f"layer{layer}_pca{m}"] = SafetyProbe.fit(x, labels, num_components=m, layer=layer)
+            candidates[candidate_name(spec, m)] = SafetyProbe.fit(x, labels, num_components=m, layer=spec)
     return candidates
+
+
+def candidate_name(spec: LayerSpec, components: int) -> str:
+    """The name of the candidate refitted on ``spec`` with ``components`` PCA directions (``layer19_pca64``)."""
+    return f"{layer_name(spec)}_pca{components}"
+
+
+def flat_layers(specs: list[LayerSpec]) -> list[int]:
+    """Every ``hidden_states`` entry the layer specs read, each once, in first-seen order (what to collect)."""
+    out: list[int] = []
+    for spec in specs:
+        out += [i for i in layer_list(spec) if i not in out]
+    return out

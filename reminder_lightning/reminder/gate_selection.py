@@ -19,8 +19,8 @@ from typing import Literal
 
 import torch
 
-from reminder_lightning.reminder.calibration import CheckStates, fit_candidates, sample_scores
-from reminder_lightning.reminder.detector import SafetyProbe
+from reminder_lightning.reminder.calibration import CheckStates, candidate_name, fit_candidates, sample_scores
+from reminder_lightning.reminder.detector import LayerSpec, SafetyProbe
 from reminder_lightning.reminder.probe_fitting import margin_threshold, roc_auc, threshold_for_fpr
 
 ThresholdRule = Literal["at_fpr", "mid_gap"]
@@ -40,7 +40,7 @@ class GateChoice:
 class _Scored:
     """A candidate's validation scores: per answer (its lowest check) and per check, for each class."""
 
-    layer: int
+    layer: LayerSpec
     components: int
     answer_harmful: torch.Tensor
     answer_benign: torch.Tensor
@@ -50,10 +50,10 @@ class _Scored:
 
 def _score(probe: SafetyProbe, harmful: CheckStates, benign: CheckStates) -> _Scored:
     def checks(states: CheckStates) -> torch.Tensor:
-        return probe(states.layer(probe.layer_index)).float() if len(states.sample) else torch.zeros(0)
+        return probe(states.select(probe.layer_spec)).float() if len(states.sample) else torch.zeros(0)
 
     return _Scored(
-        probe.layer_index,
+        probe.layer_spec,
         probe.num_components,
         sample_scores(probe, harmful),
         sample_scores(probe, benign),
@@ -82,7 +82,7 @@ def cross_fit_gate(
     train_benign: CheckStates,
     harmful: CheckStates,
     benign: CheckStates,
-    layers: list[int],
+    layers: list[LayerSpec],
     components: list[int],
     given: dict[str, SafetyProbe] | None = None,
     target_fpr: float = 0.01,
@@ -108,7 +108,7 @@ def cross_fit_gate(
             f"{folds} folds need at least {folds} validation answers of each class "
             f"(have {harmful.num_samples} harmful, {benign.num_samples} benign)."
         )
-    shapes = {f"layer{layer}_pca{m}": (layer, m) for layer in layers for m in components}  # fit_candidates' names
+    shapes = {candidate_name(spec, m): (spec, m) for spec in layers for m in components}  # fit_candidates' names
     names = list(shapes)
     _check_selection({**shapes, **given}, harmful, benign, target_fpr, threshold_rule)
     generator = torch.Generator().manual_seed(seed)
@@ -167,7 +167,7 @@ def calibrate_gate(
     train_benign: CheckStates,
     harmful: CheckStates,
     benign: CheckStates,
-    layers: list[int],
+    layers: list[LayerSpec],
     components: list[int],
     given: dict[str, SafetyProbe] | None = None,
     target_fpr: float = 0.01,

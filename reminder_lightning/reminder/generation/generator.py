@@ -61,9 +61,9 @@ class ReminderGenerator:
             )
         if probe is not None:
             n = adapter.num_hidden_states
-            if probe.hidden_size != adapter.hidden_size or not -n <= probe.layer_index < n:
+            if probe.hidden_size != adapter.hidden_size or not all(-n <= i < n for i in probe.layers):
                 raise ValueError(
-                    f"The probe reads hidden_states[{probe.layer_index}] of width {probe.hidden_size}, but the model "
+                    f"The probe reads hidden_states{probe.layers} of width {probe.hidden_size}, but the model "
                     f"has {n} hidden_states of width {adapter.hidden_size}: it was fitted on another model. Fix: "
                     "refit it with `python -m reminder_lightning probe` on this model."
                 )
