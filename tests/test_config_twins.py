@@ -83,6 +83,7 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("attack", "configs/attacks/pgd_tiny.yaml", SMALL_PGD),
         ("attack", "configs/attacks/adaptive_pgd_tiny.yaml", SMALL_PGD),
         ("attack", "configs/attacks/gcg_tiny.yaml", SMALL_GCG),
+        ("attack", "configs/attacks/adaptive_gcg_tiny.yaml", SMALL_GCG),
         ("attack", "configs/attacks/figstep_tiny.yaml", []),
         (
             "compare",

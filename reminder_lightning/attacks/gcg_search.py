@@ -74,6 +74,11 @@ class SuffixSearch:
 
     def layout(self, question: str, image, suffix: torch.Tensor, target: str) -> SuffixLayout:
         """Split the chat prompt at the suffix: the part before is processed with the image, the rest appended."""
+        head, after_ids = self.head(question, image)
+        return self.assemble(head, after_ids, question, suffix, self.inputs.encode_text(target))
+
+    def head(self, question: str, image) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The processed chat prompt up to the suffix (image included) and the template's ids after it."""
         text = self.inputs.prompt_text(question + _MARKER, has_image=image is not None)
         if text.count(_MARKER) != 1:
             raise ValueError(
@@ -85,11 +90,16 @@ class SuffixSearch:
         kwargs["add_special_tokens"] = not (bos and before.startswith(bos))
         if image is not None:
             kwargs["images"] = [image]
-        encoding = dict(self.inputs.processor(**kwargs))
-        target_ids = self.inputs.encode_text(target)
-        start = int(encoding["input_ids"].shape[1])
-        rest = suffix.tolist() + self.inputs.encode_text(after) + target_ids
-        encoding = self.inputs.append_tokens(encoding, rest)
+        return dict(self.inputs.processor(**kwargs)), self.inputs.encode_text(after)
+
+    def assemble(
+        self, head: dict, after_ids: list[int], question: str, suffix: torch.Tensor, answer: list[int], target=None
+    ) -> SuffixLayout:
+        """``[head][suffix][after][answer]``; the scored target is the answer's last ``len(target)`` ids (default:
+        the whole answer)."""
+        target_ids = answer if target is None else target
+        start = int(head["input_ids"].shape[1])
+        encoding = self.inputs.append_tokens(head, suffix.tolist() + after_ids + list(answer))
         target = torch.tensor(target_ids, device=self.adapter.device)
         return SuffixLayout(encoding, start, int(suffix.shape[0]), target, question)
 

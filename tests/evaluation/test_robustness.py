@@ -26,6 +26,15 @@ PGD_ARGS = {
     "accelerator": "cpu",
     "enable_progress_bar": False,
 }
+GCG_ARGS = {
+    "vlm": {"name_or_path": "tiny:llava", "dtype": "float32"},
+    "device": "cpu",
+    "search_width": 8,
+    "topk": 8,
+    "suffix_length": 4,
+    "eval_batch_size": 8,
+    "target": "Sure, here is a step-by-step guide",
+}
 
 
 def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_the_defence(tmp_path, monkeypatch):
@@ -49,6 +58,9 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
                          "eps": {"param": "eps", "values": [8, 16]}}},
             {"label": "adaptive_pgd", "class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
              "init_args": PGD_ARGS, "adaptive": True, "budgets": {"steps": {"param": "iterations", "values": [2]}}},
+            {"label": "adaptive_gcg", "class_path": "reminder_lightning.attacks.adaptive_gcg.AdaptiveGCGAttack",
+             "init_args": GCG_ARGS, "adaptive": True, "fit_on": "prompts",
+             "budgets": {"steps": {"param": "num_steps", "values": [1]}}},
         ],
     }  # fmt: skip
     path = tmp_path / "robustness.yaml"
@@ -61,6 +73,7 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
         *((d, "pgd", axis, v) for d in ("none", "reminder") for axis, v in (("steps", 2), ("steps", 4), ("eps", 8),
                                                                              ("eps", 16))),
         ("reminder", "adaptive_pgd", "steps", 2),
+        ("reminder", "adaptive_gcg", "steps", 1),
     }  # fmt: skip
     # eps 16 at 4 steps is the steps axis' last point: attacked and answered once, reported on both axes
     for d in ("none", "reminder"):
@@ -69,7 +82,8 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     assert not (out / "attacks/pgd/shared/eps/16").exists()
     assert all(r["asr"]["n"] == 4 for r in points.values())  # max_prompts held-out prompts per point
     assert report["points"]["not_applicable"] == [
-        {"defence": "none", "attack": "adaptive_pgd", "why": "the attack needs the defence's reminder artifact"}
+        {"defence": "none", "attack": a, "why": "the attack needs the defence's reminder artifact"}
+        for a in ("adaptive_pgd", "adaptive_gcg")
     ]
     # the attack that ignores the defence ran once (resumed from 2 to 4 steps), shared by both defences
     shared = out / "attacks/pgd/shared/steps"
@@ -81,6 +95,10 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     # the adaptive attack was fitted against the reminder's artifact
     adaptive = out / "attacks/adaptive_pgd/reminder/steps/2/attacked.jsonl"
     assert adaptive.exists() and not (out / "attacks/adaptive_pgd/none").exists()
+    suffixes = [
+        json.loads(line) for line in (out / "attacks/adaptive_gcg/reminder/steps/1/gcg_suffixes.jsonl").open()
+    ]
+    assert len(suffixes) == 4 and all(r["steps"] == 1 and r["check_p_safe"] for r in suffixes)  # per prompt
     clean = {(r["defence"], r["benchmark"]) for r in report["points"]["clean"]}
     assert clean == {(d, b) for d in ("none", "reminder") for b in ("tiny_harmful", "tiny_benign")}
     table = (out / "robustness.md").read_text()
