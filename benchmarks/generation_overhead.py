@@ -1,118 +1,64 @@
-"""What the Safety Reminder costs at inference on benign prompts (no flags), against two baselines.
+"""What the Safety Reminder costs at inference, with and without flags, against plain generation and the reference.
 
-Three ways to generate the same number of tokens for the same prompts, timed in one process:
+Scenarios (``--scenario``): the probe has zero weights, so P(safe) = 0.5 at every check. ``benign`` (threshold 0.2):
+no check flags. ``harmful`` (threshold 0.6): every sample is flagged at its first check (after ``interval - 1``
+tokens). Both are asserted, so a run cannot silently measure the wrong thing. Methods, all greedy with
+``min_new_tokens = max_new_tokens``; every ratio is over ``undefended`` from the same configuration:
 
-* ``undefended``: plain ``model.generate`` (greedy, KV cache).
-* ``reminder``: our gated generation: every ``interval`` tokens the reminder goes into the existing KV
-  cache, the probe reads P(safe), nothing is kept (benign: no flags).
-* ``recompute``: the reference approach: ``generate`` as usual, plus at every check a full forward
-  *without the cache* over image + prompt + generated text + reminder (the reference code's check); flagged
-  samples would also be regenerated from scratch, which benign prompts never need.
+* ``undefended``: plain ``model.generate`` (KV cache).
+* ``reminder``: our gated generation: at each check the reminder goes into the existing KV cache and the probe
+  reads P(safe); a flagged sample keeps the reminder and decodes on in place, to ``new_tokens`` in all.
+* ``reminder_never``: our loop in mode ``never`` (no checks): the loop's own cost (goal: ratio <= 1.02).
+* ``recompute``: ``generate`` plus the reference's check: before the token after each check point, a forward
+  without the cache over image + prompt + generated tokens + reminder (all logits, as the reference). Flags are
+  recorded, not acted on.
+* ``reference_restart`` (``harmful`` only; in ``benign`` it would be ``recompute``): the reference's whole cost.
+  Pass 1 is ``recompute`` that also stops flagged samples; as in the reference's loop the check runs before the
+  forward, so a flagged sample stops one token past its check point, and checks still run over the whole batch
+  while any sample is live. Pass 2, flagged samples only: ``generate`` from scratch (image included) on prompt +
+  pass-1 answer + reminder. The reference gives both passes the same generation settings, so pass 2 gets the full
+  ``new_tokens`` (``--restart-budget full``); ``remaining`` gives it what pass 1 left. Not modelled, so this is a
+  lower bound: the reference deep-copies its generation kwargs (KV cache included) at every check, and decodes and
+  re-tokenizes the pass-1 text.
 
-Ratios are against ``undefended`` from the same run. Random weights of real shapes: the timings are real,
-the words are not. Usage::
+Random weights of real shapes (``_vlm.py``): timings are real, words are not. Medians of ``--repeats`` runs with
+the methods interleaved. The warm-up outputs are checked: for the first sample, ``reminder_never`` and
+``recompute`` give ``undefended``'s tokens, and ``reminder`` and ``reference_restart`` do up to their flag (all of
+them when benign).
 
-    python benchmarks/generation_overhead.py                      # CPU, SmolLM2-135M in a LLaVA layout, batch 1 and 8
-    python benchmarks/generation_overhead.py --json               # one JSON object per configuration, nothing else
-    python benchmarks/generation_overhead.py --preset llava-7b --device cuda --dtype bfloat16 --batch 1 16
+One JSON line per (scenario, interval, batch): ``scenario preset device machine dtype torch transformers date
+batch new_tokens interval threshold image_tokens prompt_tokens checks_per_sample flag_step restart_budget
+restart_new_tokens repeats``, ``<method>_s`` (median seconds) and ``<method>_ratio`` (over ``undefended_s``) for
+``undefended reminder reminder_never recompute reference_restart`` (null where not run), and ``settings`` (the
+arguments). ``flag_step``: tokens generated at the flag (null when benign). Usage::
+
+    python benchmarks/generation_overhead.py                      # CPU, SmolLM2-135M in a LLaVA layout
+    python benchmarks/generation_overhead.py --json               # JSON lines only, no table
+    python benchmarks/generation_overhead.py --preset tiny --batch 1 2 --new-tokens 16 --interval 8 4 --repeats 1
+    python benchmarks/generation_overhead.py --preset llava-7b --device cuda --dtype bfloat16 \\
+        --batch 1 8 16 32 --interval 16 8 --new-tokens 256       # the issue's full grid (GPU)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import time
+from collections.abc import Callable
 from datetime import date
 
 import torch
-from PIL import Image
+import transformers
+from _vlm import PRESETS, build_vlm, machine_name, sample_batch
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-PRESETS = {
-    # name: (text config, vision config, image size)
-    "tiny": (
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=640,
-        ),
-        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-        112,
-    ),
-    "smollm2-llava": (
-        dict(
-            hidden_size=576,
-            intermediate_size=1536,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            vocab_size=49152,
-            tie_word_embeddings=True,
-            rope_theta=100000.0,
-        ),
-        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
-        112,
-    ),
-    "llava-7b": (
-        dict(
-            hidden_size=4096,
-            intermediate_size=11008,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=32,
-            vocab_size=32064,
-        ),
-        dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
-        336,
-    ),
-}
-PROMPTS = [
-    "Describe this picture in detail.",
-    "What colours can you see here?",
-    "Write a short story about this image.",
-    "What is happening in this photo?",
-    "List the objects in the image.",
-    "Is this a good place for a picnic?",
-    "What time of day does this look like?",
-    "Suggest a title for this image.",
-]
+from reminder_lightning.reminder import ReminderGenerator, ReminderInjector, SafetyProbe, SoftPrompt
+from reminder_lightning.reminder.generation.steps import encode_batch
+from reminder_lightning.reminder.schedule import ReminderSchedule
 
-
-def build_vlm(preset: str, device: str, dtype: torch.dtype):
-    """A LLaVA-1.5-layout VLM with random weights of the preset's shapes, and a working processor."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
-
-    from reminder_lightning.vlm.adapter import VLMAdapter
-    from reminder_lightning.vlm.tiny import LLAVA_CHAT_TEMPLATE, llama_style_tokenizer, llava_processor
-
-    text, vision, image_size = PRESETS[preset]
-    tokenizer = llama_style_tokenizer()
-    processor = llava_processor(tokenizer, image_size, LLAVA_CHAT_TEMPLATE)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(image_size=image_size, patch_size=14, **vision),
-        text_config=LlamaConfig(
-            max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=3, **text
-        ),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        pad_token_id=3,
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlavaForConditionalGeneration(config).to(dtype).eval()
-    model.generation_config.pad_token_id = 3
-    return VLMAdapter.wrap(model, processor), (image_size // 14) ** 2
+SCENARIOS = {"benign": 0.2, "harmful": 0.6}  # threshold; the zero-weight probe gives P(safe) = 0.5
+METHODS = ("undefended", "reminder", "reminder_never", "recompute", "reference_restart")
 
 
 def _sync(device: str) -> None:
@@ -120,11 +66,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed_interleaved(fns: dict, device: str, repeats: int) -> dict[str, float]:
-    """Median seconds of each function; one warm-up each, then the methods alternate in rotating order
-    every repeat, so drift in a shared machine's load hits all of them alike."""
-    for fn in fns.values():
-        fn()
+def _timed_interleaved(fns: dict[str, Callable], device: str, repeats: int) -> tuple[dict[str, float], dict]:
+    """Median seconds of each function, and each one's output from its warm-up call. After one warm-up each, the
+    methods alternate in rotating order every repeat, so drift in a shared machine's load hits all of them alike."""
+    outputs = {name: fn() for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
@@ -134,139 +79,225 @@ def _timed_interleaved(fns: dict, device: str, repeats: int) -> dict[str, float]
             fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: statistics.median(values) for name, values in times.items()}, outputs
 
 
 class RecomputeCheck:
-    """A logits processor that performs the reference check: a cache-free forward over the whole sequence."""
+    """The reference's check as a logits processor for ``model.generate``: before the token after each check point,
+    a forward without the cache over the whole batch (image + prompt + generated + reminder placeholders), the probe
+    at the last reminder token. Records each sample's first flag (tokens generated at that check)."""
 
-    def __init__(self, adapter, injector, probe, pixel_values, interval: int, prompt_len: int):
-        self.adapter, self.injector, self.probe = adapter, injector, probe
-        self.pixel_values, self.interval, self.prompt_len = pixel_values, interval, prompt_len
-        self.checks = 0
+    def __init__(self, adapter, injector, probe, enc: dict, schedule: ReminderSchedule):
+        self.adapter, self.injector, self.probe, self.schedule = adapter, injector, probe, schedule
+        self.pixel_values, self.prompt_mask = enc["pixel_values"], enc["attention_mask"]
+        self.reminder = torch.tensor(injector.placeholder_ids, device=adapter.device)
+        self.reset()
 
-    def __call__(self, input_ids, scores):
-        generated = input_ids.shape[1] - self.prompt_len
-        if generated > 0 and (generated + 1) % self.interval == 0:
-            reminder = torch.tensor(self.injector.placeholder_ids, device=input_ids.device)
-            ids = torch.cat([input_ids, reminder.expand(input_ids.shape[0], -1)], dim=1)
-            mask = (ids != self.adapter.inputs.pad_token_id).long()
+    def reset(self) -> None:
+        self.flag_step: list[int | None] = [None] * self.prompt_mask.shape[0]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        prompt_len = self.prompt_mask.shape[1]
+        generated = input_ids.shape[1] - prompt_len
+        if self.schedule.is_check(generated):
+            ids = torch.cat([input_ids, self.reminder.expand(input_ids.shape[0], -1)], dim=1)
+            mask = torch.cat(
+                [self.prompt_mask, self.prompt_mask.new_ones(ids.shape[0], ids.shape[1] - prompt_len)], 1
+            )
             with self.injector:
                 out = self.adapter.model(
                     input_ids=ids, attention_mask=mask, pixel_values=self.pixel_values, output_hidden_states=True
                 )
-            self.probe(out.hidden_states[-1][:, -1])
-            self.checks += 1
+            p_safe = self.probe(self.probe.select(out.hidden_states)[:, -1]).float().cpu()
+            for i, flagged in enumerate((p_safe < self.schedule.keep_below).tolist()):
+                if flagged and self.flag_step[i] is None:
+                    self.flag_step[i] = generated
         return scores
 
 
-def run_config(
-    adapter, image_tokens, batch: int, new_tokens: int, interval: int, repeats: int, device: str
-) -> dict:
-    from transformers import LogitsProcessorList
+class StopFlagged(StoppingCriteria):
+    """Ends the samples a :class:`RecomputeCheck` has flagged, as the reference's first pass does."""
 
-    from reminder_lightning.reminder import ReminderGenerator, ReminderInjector, SafetyProbe, SoftPrompt
-    from reminder_lightning.reminder.generation.steps import encode_batch
+    def __init__(self, check: RecomputeCheck):
+        self.check = check
 
-    soft = SoftPrompt(4, adapter.hidden_size)
-    soft.initialize("text", adapter.input_embeddings(), adapter.tokenizer)
-    probe = SafetyProbe(adapter.hidden_size, 4)  # zero weights: P(safe) = 0.5, never below threshold 0.2
-    generator = ReminderGenerator(adapter, soft, probe)
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
-    images = [Image.new("RGB", (160 + 8 * i, 120), (40 * i % 255, 120, 200)) for i in range(batch)]
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.tensor([s is not None for s in self.check.flag_step], device=input_ids.device)
+
+
+def restart(adapter, injector, enc: dict, first: torch.Tensor, flag_step: list, budget: int) -> torch.Tensor:
+    """The reference's second pass: ``generate`` from scratch on prompt + pass-1 answer (to one token past the
+    flag) + reminder, for the flagged samples only, left-padded; ``(flagged, width + new)`` sequences."""
+    prompt_len, pad = enc["input_ids"].shape[1], adapter.inputs.pad_token_id
+    reminder = torch.tensor(injector.placeholder_ids, device=first.device)
+    flagged = [i for i, s in enumerate(flag_step) if s is not None]
+    rows = [torch.cat([first[i, : prompt_len + flag_step[i] + 1], reminder]) for i in flagged]
+    width = max(len(r) for r in rows)
+    ids = first.new_full((len(rows), width), pad)
+    mask = torch.zeros_like(ids)
+    for j, (i, row) in enumerate(zip(flagged, rows, strict=True)):
+        ids[j, width - len(row) :] = row
+        mask[j, width - len(row) :] = torch.cat([enc["attention_mask"][i], mask.new_ones(len(row) - prompt_len)])
+    settings = dict(max_new_tokens=budget, min_new_tokens=budget, do_sample=False)
+    with torch.no_grad(), injector:
+        return adapter.model.generate(
+            input_ids=ids, attention_mask=mask, pixel_values=enc["pixel_values"][flagged], **settings
+        )
+
+
+def run_config(adapter, parts, scenario: str, batch: int, interval: int, args) -> dict:
+    """Time every method for one (scenario, interval, batch); check what they generated; the JSON row."""
+    soft, probe, generator, image_tokens = parts
+    new_tokens, threshold = args.new_tokens, SCENARIOS[scenario]
+    schedule = ReminderSchedule(interval=interval, threshold=threshold)
+    check_points = schedule.check_points(new_tokens)
+    images, prompts = sample_batch(batch)
     enc = encode_batch(adapter, images, prompts)
     prompt_len = enc["input_ids"].shape[1]
     settings = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    injector = ReminderInjector(adapter.input_embeddings(), soft.to(adapter.device))
-    check = RecomputeCheck(adapter, injector, probe.to(adapter.device), enc["pixel_values"], interval, prompt_len)
+    injector = ReminderInjector(adapter.input_embeddings(), soft)
+    check = RecomputeCheck(adapter, injector, probe, enc, schedule)  # recompute's
+    first_check = RecomputeCheck(adapter, injector, probe, enc, schedule)  # reference_restart's pass 1
+    harmful = scenario == "harmful"
+    flag_step = check_points[0] if harmful else None
+    first_len = (flag_step or 0) + 1
+    budget = new_tokens if args.restart_budget == "full" else max(1, new_tokens - first_len)
 
     def undefended():
         with torch.no_grad():
             return adapter.model.generate(**enc, **settings)
 
     def reminder():
-        outs = generator.generate(images, prompts, interval=interval, threshold=0.2, mode="gated", **settings)
-        assert not any(o.flagged for o in outs) and all(len(o.token_ids) == new_tokens for o in outs)
+        outs = generator.generate(
+            images, prompts, interval=interval, threshold=threshold, mode="gated", **settings
+        )
+        assert all(o.flag_step == flag_step and len(o.token_ids) == new_tokens for o in outs), (
+            f"{scenario}: expected every sample flagged at {flag_step}, got {[o.flag_step for o in outs]}"
+        )
         return outs
 
-    def reminder_nocheck():
+    def reminder_never():
         return generator.generate(images, prompts, mode="never", **settings)
 
     def recompute():
+        check.reset()
         with torch.no_grad():
             return adapter.model.generate(**enc, **settings, logits_processor=LogitsProcessorList([check]))
 
-    timings = _timed_interleaved(
-        {
-            "undefended": undefended,
-            "reminder": reminder,
-            "reminder_nocheck": reminder_nocheck,
-            "recompute": recompute,
-        },
-        device,
-        repeats,
-    )
-    result = {
+    def reference_restart():
+        first_check.reset()
+        with torch.no_grad():
+            first = adapter.model.generate(
+                **enc,
+                **settings,
+                logits_processor=LogitsProcessorList([first_check]),
+                stopping_criteria=StoppingCriteriaList([StopFlagged(first_check)]),
+            )
+        steps = list(first_check.flag_step)
+        assert steps == [flag_step] * batch and first.shape[1] == prompt_len + first_len, (
+            f"reference pass 1: flags {steps}, {first.shape[1] - prompt_len} tokens, not {flag_step}, {first_len}"
+        )
+        second = restart(adapter, injector, enc, first, steps, budget)
+        assert second.shape == (batch, prompt_len + first_len + soft.num_tokens + budget), second.shape
+        return first, second
+
+    fns = dict(undefended=undefended, reminder=reminder, reminder_never=reminder_never, recompute=recompute)
+    if harmful:
+        fns["reference_restart"] = reference_restart
+    timings, outputs = _timed_interleaved(fns, args.device, args.repeats)
+    _check_tokens(outputs, prompt_len, new_tokens, flag_step)
+    row = {
+        "scenario": scenario,
+        "preset": args.preset,
+        "device": args.device,
+        "machine": machine_name(args.device),
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": date.today().isoformat(),
         "batch": batch,
         "new_tokens": new_tokens,
         "interval": interval,
+        "threshold": threshold,
         "image_tokens": image_tokens,
         "prompt_tokens": prompt_len,
-        "checks_per_sample": (new_tokens + 1) // interval,
-        "repeats": repeats,
-        **{f"{name}_s": seconds for name, seconds in timings.items()},
+        "checks_per_sample": len(check_points),
+        "flag_step": flag_step,
+        "restart_budget": args.restart_budget,
+        "restart_new_tokens": budget if harmful else None,
+        "repeats": args.repeats,
     }
-    for key in ("reminder", "reminder_nocheck", "recompute"):
-        result[f"{key}_ratio"] = result[f"{key}_s"] / result["undefended_s"]
-    return result
+    for name in METHODS:
+        row[f"{name}_s"] = timings.get(name)
+        if name != "undefended":
+            row[f"{name}_ratio"] = timings[name] / timings["undefended"] if name in timings else None
+    return {**row, "settings": vars(args)}
+
+
+def _check_tokens(outputs: dict, prompt_len: int, new_tokens: int, flag_step: int | None) -> None:
+    """First sample: the methods give plain ``generate``'s tokens where they should (see the module docstring)."""
+    plain = outputs["undefended"][0, prompt_len:].tolist()
+    assert len(plain) == new_tokens, f"undefended generated {len(plain)} tokens, not {new_tokens}"
+    cut = new_tokens if flag_step is None else flag_step  # ours: the tokens before the kept reminder
+    got = {
+        "reminder_never": (outputs["reminder_never"][0].token_ids, new_tokens),
+        "recompute": (outputs["recompute"][0, prompt_len:].tolist(), new_tokens),
+        "reminder": (outputs["reminder"][0].token_ids[:cut], cut),
+    }
+    if "reference_restart" in outputs:  # pass 1 stops one token past the flag
+        got["reference_restart"] = (outputs["reference_restart"][0][0, prompt_len:].tolist(), flag_step + 1)
+    for name, (tokens, n) in got.items():
+        assert tokens == plain[:n], f"{name} differs from plain generate: {tokens} vs {plain[:n]}"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smollm2-llava", choices=sorted(PRESETS))
+    parser.add_argument("--scenario", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--interval", type=int, nargs="+", default=[16, 8])
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--interval", type=int, default=16)
+    parser.add_argument("--restart-budget", default="full", choices=["full", "remaining"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print only one JSON object per configuration")
     args = parser.parse_args(argv)
+    if "harmful" in args.scenario and any(args.new_tokens <= i for i in args.interval):
+        parser.error(f"--interval {args.interval}: each must be below --new-tokens {args.new_tokens} to flag.")
     if args.threads:
         torch.set_num_threads(args.threads)
     adapter, image_tokens = build_vlm(args.preset, args.device, getattr(torch, args.dtype))
-    machine = (
-        torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    )
+    soft = SoftPrompt(4, adapter.hidden_size).to(adapter.device)
+    soft.initialize("text", adapter.input_embeddings(), adapter.tokenizer)
+    probe = SafetyProbe(adapter.hidden_size, 4).to(adapter.device)  # zero weights: P(safe) = 0.5
+    parts = (soft, probe, ReminderGenerator(adapter, soft, probe), image_tokens)
     results = []
-    for batch in args.batch:
-        result = {
-            "preset": args.preset,
-            "device": args.device,
-            "machine": machine,
-            "dtype": args.dtype,
-            "date": date.today().isoformat(),
-            **run_config(adapter, image_tokens, batch, args.new_tokens, args.interval, args.repeats, args.device),
-        }
-        results.append(result)
-        print(json.dumps(result), flush=True)
+    for scenario in args.scenario:
+        for interval in args.interval:
+            for batch in args.batch:
+                results.append(run_config(adapter, parts, scenario, batch, interval, args))
+                print(json.dumps(results[-1]), flush=True)
     if not args.json:
-        print(_table(results), file=sys.stderr if args.json else sys.stdout)
+        print(_table(results))
     return results
 
 
 def _table(results: list[dict]) -> str:
-    head = "| preset | batch | new tokens | undefended s | reminder s (ratio) | recompute s (ratio) | our loop, no checks (ratio) |"
-    lines = [head, "|" + "---|" * 7]
+    """Markdown, one row per configuration: median seconds (ratio over ``undefended``)."""
+    r = results[0]
+    lines = [
+        f"{r['preset']}, {r['machine']}, {r['dtype']}, {r['new_tokens']} new tokens, median of {r['repeats']}:",
+        "",
+        "| scenario | interval | batch | " + " | ".join(METHODS) + " |",
+        "|---" * (3 + len(METHODS)) + "|",
+    ]
     for r in results:
-        lines.append(
-            f"| {r['preset']} | {r['batch']} | {r['new_tokens']} | {r['undefended_s']:.2f} | "
-            f"{r['reminder_s']:.2f} ({r['reminder_ratio']:.3f}) | {r['recompute_s']:.2f} ({r['recompute_ratio']:.3f}) | "
-            f"{r['reminder_nocheck_s']:.2f} ({r['reminder_nocheck_ratio']:.3f}) |"
-        )
+        cells = [f"{r['undefended_s']:.3f}"]
+        for m in METHODS[1:]:
+            cells.append("-" if r[f"{m}_s"] is None else f"{r[f'{m}_s']:.3f} ({r[f'{m}_ratio']:.3f})")
+        lines.append(f"| {r['scenario']} | {r['interval']} | {r['batch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -32,12 +32,21 @@ def test_generation_overhead_benchmark_prints_one_json_object_per_configuration(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert [r["batch"] for r in rows] == [1, 2]
+    assert [(r["scenario"], r["batch"]) for r in rows] == [
+        ("benign", 1),
+        ("benign", 2),
+        ("harmful", 1),
+        ("harmful", 2),
+    ]
     for r in rows:
-        for key in ("undefended_s", "reminder_s", "recompute_s", "reminder_ratio", "recompute_ratio"):
+        for key in ("undefended_s", "reminder_s", "reminder_never_s", "recompute_s", "reminder_ratio"):
             assert r[key] > 0
         assert r["reminder_ratio"] == r["reminder_s"] / r["undefended_s"]
         assert r["image_tokens"] == 64 and r["checks_per_sample"] == 2
+        # flags fire only where they should: at the first check (after interval - 1 tokens) when harmful
+        harmful = r["scenario"] == "harmful"
+        assert r["flag_step"] == (7 if harmful else None)
+        assert (r["reference_restart_s"] is not None) == harmful and (r["reference_restart_ratio"] or 1) > 0
 
 
 def test_gpu_smoke_runs_the_recipe_on_the_tiny_twin(tmp_path):
