@@ -61,3 +61,32 @@ def test_gpu_smoke_runs_the_recipe_on_the_tiny_twin(tmp_path):
     assert result["fit"]["steps"] == 2 and result["fit"]["exported"] and result["fit"]["median_step_seconds"] > 0
     assert result["generate"]["batch"] == 2 and result["generate"]["tokens_per_second"] > 0
     assert result["test_command"]["answers"] == 2 and result["gpu"] is None
+
+
+def test_generation_profile_parts_add_up_and_count_the_loop_steps():
+    """16 new tokens, interval 8: 15 decode forwards (the loop stops after the 16th pick, before a forward), checks
+    after 7 and 15 tokens when benign; when harmful every sample is flagged at 7 and, as
+    ``keep_checking_after_flag`` is off by default, not checked again."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/generation_profile.py", "--preset", "tiny", "--batch", "1", "2",
+         "--new-tokens", "16", "--interval", "8", "--repeats", "1", "--threads", "1", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [(r["scenario"], r["batch"]) for r in rows] == [
+        ("benign", 1),
+        ("benign", 2),
+        ("harmful", 1),
+        ("harmful", 2),
+    ]
+    parts = ("encode", "prefill", "decode", "check", "pick", "other")
+    for r in rows:
+        assert all(r[f"{p}_s"] >= 0 for p in (*parts, "check_forward", "check_probe")) and r["total_s"] > 0
+        assert abs(sum(r[f"{p}_s"] for p in parts) - r["total_s"]) <= 1e-6 * r["total_s"]
+        assert abs(sum(r[f"{p}_share"] for p in parts) - 1) <= 1e-6
+        assert abs(r["check_forward_s"] + r["check_probe_s"] - r["check_s"]) <= 1e-6 * r["total_s"]
+        assert r["decode_ms_per_step"] == 1000 * r["decode_s"] / 15
+        harmful = r["scenario"] == "harmful"
+        assert (r["decode_steps"], r["pick_calls"], r["checks"]) == (15, 16, 1 if harmful else 2)
+        assert r["flag_step"] == (7 if harmful else None)
