@@ -27,7 +27,11 @@ from tests.data.test_spa_vl_selection import write_spa_vl
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tiny random twin of each model the configs name.
-TWINS = {"llava-hf/llava-1.5-7b-hf": "tiny:llava", "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl"}
+TWINS = {
+    "llava-hf/llava-1.5-7b-hf": "tiny:llava",
+    "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl",
+    "Qwen/Qwen2.5-VL-7B-Instruct": "tiny:qwen2_5_vl",
+}
 GUARD = "meta-llama/Llama-Guard-3-8B"
 REWRITER = "mistralai/Mistral-7B-Instruct-v0.2"
 SMALL_FIT = [
@@ -111,6 +115,11 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
         ),  # fmt: skip
     ],
     "qwen2_vl": _family_chain("qwen2_vl"),
+    # Qwen2.5-VL's configs are overlays on Qwen2-VL's recipe: the model and its run folders differ, nothing else
+    "qwen2_5_vl": [
+        ("probe", "configs/probe_qwen2_vl.yaml --config configs/probe_qwen2_5_vl.yaml", []),
+        ("fit", "configs/qwen2_vl.yaml --config configs/qwen2_5_vl.yaml", SMALL_FIT),
+    ],
 }
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
@@ -333,10 +342,17 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
             "runs/qwen2_vl/dro/adapter_model.safetensors",
             "runs/qwen2_vl/prompt_tuning/adapter_model.safetensors",
         ],
+        "qwen2_5_vl": ["runs/qwen2_5_vl/probe.safetensors", "runs/qwen2_5_vl/reminder.safetensors"],
     }[chain]
     for path in produced:
         assert Path(path).is_file(), path
-    if chain != "tiny":
+    if chain == "qwen2_5_vl":  # trained on the model the overlay names, with its own probe as the gate
+        from reminder_lightning.reminder import load_reminder
+
+        artifact = load_reminder("runs/qwen2_5_vl/reminder.safetensors")
+        assert artifact.metadata["model_type"] == "qwen2_5_vl" and artifact.probe is not None
+    ran = {config for _, spec, _ in CHAINS[chain] for config in _configs_in(spec)}
+    if f"configs/eval/paper_utility_{chain}.yaml" in ran:
         utility = json.loads(Path(f"runs/eval/paper_utility_{chain}/none/run.json").read_text())["utility"]
         assert {"mme", "mmbench"} <= set(utility) and "acc" in utility["mmbench"]
         assert set(json.loads(Path(f"runs/eval/paper_utility_{chain}/none/mmvet_answers.json").read_text())) == {

@@ -53,6 +53,20 @@ def test_qwen2_vl_pixel_bounds_and_system_prompts_are_the_references():
     )
 
 
+def test_qwen2_5_vl_recipe_is_qwen2_vl_s_with_only_the_model_and_run_folders_changed():
+    fit, probe = _yaml("qwen2_5_vl.yaml"), _yaml("probe_qwen2_5_vl.yaml")
+    assert fit["model"] == {
+        "vlm": {"name_or_path": "Qwen/Qwen2.5-VL-7B-Instruct"},
+        "probe_path": probe["output"],  # its own probe is SAPT's BCE term and the gate
+        "export_path": "runs/qwen2_5_vl/reminder.safetensors",
+    }
+    assert probe == {"vlm": fit["model"]["vlm"], "output": "runs/qwen2_5_vl/probe.safetensors"}
+    assert set(fit) == {"trainer", "model"} and fit["trainer"]["default_root_dir"] == "runs/qwen2_5_vl"
+    for name in ("qwen2_5_vl.yaml", "probe_qwen2_5_vl.yaml"):  # run on top of Qwen2-VL's, as the header says
+        header = (REPO / "configs" / name).read_text().splitlines()[0]
+        assert f"--config configs/{name.replace('2_5_vl', '2_vl')} --config configs/{name}" in header
+
+
 def _instructions(path: Path, texts: list[str]) -> Path:
     path.write_text(json.dumps([{"instruction": t, "category": None} for t in texts], indent=4))
     return path

@@ -97,7 +97,13 @@ class LlavaFamily(VLMFamily):
 
 @register_family
 class Qwen2VLFamily(VLMFamily):
-    """Qwen2-VL / Qwen2.5-VL: dynamic-resolution ViT, M-RoPE. ``mm_token_type_ids`` (0 for text) drive M-RoPE."""
+    """Qwen2-VL and Qwen2.5-VL: dynamic-resolution ViT, M-RoPE. ``mm_token_type_ids`` (0 for text) drive M-RoPE.
+
+    One family for both: Qwen2.5-VL changes the vision tower (windowed attention, gated MLP, RMSNorm), which lives
+    inside the model's ``forward``, and keeps Qwen2-VL's image processor (the same patches, grid and token count),
+    its ``get_rope_index`` for images and its text positions after the prompt. Its only addition to M-RoPE is the
+    temporal spacing of video frames, read from the processor's ``second_per_grid_ts``.
+    """
 
     name = "qwen2_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
@@ -105,7 +111,8 @@ class Qwen2VLFamily(VLMFamily):
     def prefill_positions(self, model, inputs):
         """3-D M-RoPE positions from the model's public ``get_rope_index``; the per-sample offset of text
         positions after the image (``rope_deltas``) is the decode state."""
-        kwargs = {k: inputs[k] for k in ("image_grid_thw", "video_grid_thw") if k in inputs}
+        grids = ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")
+        kwargs = {k: inputs[k] for k in grids if k in inputs}
         position_ids, deltas = model.model.get_rope_index(
             inputs["input_ids"],
             mm_token_type_ids=inputs["mm_token_type_ids"],

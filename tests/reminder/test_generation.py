@@ -155,11 +155,12 @@ def test_safety_reminder_loads_an_artifact_and_defends_a_plain_model(adapters, t
     assert no_probe.config.mode == "always"
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl"])
 def test_checks_read_the_probe_layer(adapters, family):
     adapter = adapters[family]
     probe = _random_probe(adapter.hidden_size, seed=3)
     probe.layer.fill_(1)  # the first decoder layer's output, not the last
+    probe.coef.mul_(0.05)  # log-odds near 1, not 15-40: off the sigmoid's plateaus, where any two reads look alike
     gen = ReminderGenerator(adapter, _soft(adapter), probe)
     images = _images()[:1]
     out = gen.generate(images, PROMPTS[:1], mode="gated", threshold=0.0, interval=8, max_new_tokens=9)[0]

@@ -12,7 +12,7 @@ import torch
 from reminder_lightning.data.records import RecordError
 from reminder_lightning.reminder import SafetyProbe, load_reminder
 from reminder_lightning.reminder.artifact import load_probe, save_probe
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, FAMILY_NAMES
 from tests.training.helpers import REPO, epoch_means, run_fit, step_losses
 
 
@@ -35,7 +35,8 @@ def test_fit_each_family_exports_a_reminder(tmp_path, family):
     art = load_reminder(path)
     assert art.soft_prompt.shape == (4, cli.model.vlm.hidden_size) and art.probe is None
     meta = art.metadata
-    assert meta["base_model"] == f"tiny:{family}" and meta["family"] == family
+    assert meta["base_model"] == f"tiny:{family}" and meta["model_type"] == family  # the twins' model types
+    assert meta["family"] == FAMILY_NAMES[family]
     assert meta["interval"] == "16" and meta["threshold"] == "0.2"
     assert meta["init_text"].startswith("Refuse if partial output is unsafe")
     assert json.loads(meta["config"])["num_tokens"] == 4

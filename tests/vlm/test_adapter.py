@@ -5,12 +5,18 @@ from reminder_lightning.vlm.adapter import PromptBuilder, VLMSpec
 from reminder_lightning.vlm.collate import collate_encodings
 from reminder_lightning.vlm.processors import load_processor, torchvision_available
 from reminder_lightning.vlm.tiny import ensure_tiny_model
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, FAMILY_NAMES
 
-PROCESSORS = {"llava": "LlavaProcessor", "qwen2_vl": "Qwen2VLProcessor", "gemma3": "Gemma3Processor"}
+PROCESSORS = {
+    "llava": "LlavaProcessor",
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "gemma3": "Gemma3Processor",
+}
 MODELS = {
     "llava": "LlavaForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "gemma3": "Gemma3ForConditionalGeneration",
 }
 
@@ -20,7 +26,7 @@ def test_tiny_models_load_through_auto_classes(adapters, family):
     adapter = adapters[family]
     assert type(adapter.model).__name__ == MODELS[family]
     assert type(adapter.processor).__name__ == PROCESSORS[family]
-    assert adapter.family.name == family
+    assert adapter.family.name == FAMILY_NAMES[family]
     assert adapter.hidden_size == adapter.input_embeddings().weight.shape[1]
 
 
@@ -96,9 +102,38 @@ def test_unknown_dtype_and_tiny_family_are_clear_errors():
 
 
 @pytest.mark.skipif(torchvision_available(), reason="the fallback only runs without torchvision")
-def test_qwen2_vl_processor_without_torchvision_refuses_video():
-    path = ensure_tiny_model("qwen2_vl")
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_processor_without_torchvision_refuses_video(family):
+    path = ensure_tiny_model(family)
     processor = load_processor(str(path))
-    assert type(processor).__name__ == "Qwen2VLProcessor"
+    assert type(processor).__name__ == PROCESSORS[family]
     with pytest.raises(RuntimeError, match="torchvision"):
         processor.video_processor(videos=[])
+
+
+def test_tiny_qwen2_5_vl_attends_in_windows_at_the_test_image_sizes(adapters, monkeypatch):
+    """The tiny Qwen2.5-VL's first ViT layer attends within 56 px windows (2x2 merged tokens): a 70x50 image (resized
+    to 56x56) is one window, so full attention in every layer gives the same features; a 90x60 one (56x84) spans two,
+    so it does not. Noise images: on a plain colour every patch is alike and windows cannot matter."""
+    import numpy as np
+    from PIL import Image
+
+    adapter = adapters["qwen2_5_vl"]
+    visual = adapter.model.model.visual
+    assert visual.fullatt_block_indexes == [1] and visual.window_size == 56
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((50, 70), (60, 90))]
+
+    def features(image):
+        enc = adapter.inputs.encode_prompt("What is shown?", image)
+        with torch.no_grad():
+            return adapter.model.model.get_image_features(
+                enc["pixel_values"], enc["image_grid_thw"]
+            ).pooler_output[0]
+
+    windowed = [features(image) for image in images]
+    monkeypatch.setattr(visual, "fullatt_block_indexes", list(range(len(visual.blocks))))
+    full = [features(image) for image in images]
+    assert [len(w) for w in windowed] == [4, 6]  # merged tokens: 2x2 and 2x3
+    torch.testing.assert_close(windowed[0], full[0], rtol=1e-5, atol=1e-5)
+    assert float((windowed[1] - full[1]).abs().max()) > 0.1

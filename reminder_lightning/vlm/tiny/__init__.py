@@ -7,7 +7,7 @@ chat template in the family's real format. Nothing is downloaded.
 A tiny model is saved to a directory with ``save_pretrained`` and loaded back through the same
 :class:`~reminder_lightning.vlm.adapter.VLMAdapter` path as any hub model, so the loading code that
 users rely on is the code the tests exercise. Use the model id ``tiny:<family>`` (``tiny:llava``,
-``tiny:qwen2_vl``, ``tiny:gemma3``) anywhere a hub id is accepted.
+``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``) anywhere a hub id is accepted.
 
 Layout: :mod:`.tokenizers` holds what the families share (corpus, chat templates, tokenizers, the LLaVA
 processor); each family is one module with one ``build_tiny_<family>(seed) -> (model, processor)``, listed in
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reminder_lightning.vlm.tiny.gemma3 import build_tiny_gemma3
 from reminder_lightning.vlm.tiny.llava import build_tiny_llava
+from reminder_lightning.vlm.tiny.qwen2_5_vl import build_tiny_qwen2_5_vl
 from reminder_lightning.vlm.tiny.qwen2_vl import build_tiny_qwen2_vl
 from reminder_lightning.vlm.tiny.tokenizers import (
     GEMMA3_CHAT_TEMPLATE,
@@ -44,6 +45,7 @@ __all__ = [
     "TINY_VERSION",
     "build_tiny_gemma3",
     "build_tiny_llava",
+    "build_tiny_qwen2_5_vl",
     "build_tiny_qwen2_vl",
     "default_tiny_cache",
     "ensure_tiny_model",
@@ -59,6 +61,7 @@ TINY_VERSION = 2
 TINY_BUILDERS: dict[str, Callable] = {
     "llava": build_tiny_llava,
     "qwen2_vl": build_tiny_qwen2_vl,
+    "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "gemma3": build_tiny_gemma3,
 }
 
@@ -97,14 +100,13 @@ def ensure_tiny_model(family: str, cache_dir: str | os.PathLike | None = None, s
     return target
 
 
-_REAL_VIDEO_PROCESSORS = {
-    "qwen2_vl": {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "merge_size": 2,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-    },
+_QWEN_VIDEO_PROCESSOR = {
+    "video_processor_type": "Qwen2VLVideoProcessor",
+    "merge_size": 2,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
 }
+_REAL_VIDEO_PROCESSORS = {"qwen2_vl": _QWEN_VIDEO_PROCESSOR, "qwen2_5_vl": _QWEN_VIDEO_PROCESSOR}
 
 
 def _name_real_video_processor(directory: Path, family: str) -> None:
