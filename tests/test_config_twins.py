@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The tiny random twin of each model the configs name.
 TWINS = {
     "llava-hf/llava-1.5-7b-hf": "tiny:llava",
+    "llava-hf/llava-v1.6-vicuna-7b-hf": "tiny:llava_next",
     "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl",
     "Qwen/Qwen2.5-VL-7B-Instruct": "tiny:qwen2_5_vl",
 }
@@ -113,6 +114,11 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
                 "--benchmark.init_args.limit=2",
             ],
         ),  # fmt: skip
+    ],
+    # LLaVA-NeXT's configs are overlays on LLaVA-1.5's recipe: the model, its run folders and room for its images
+    "llava_next": [
+        ("probe", "configs/probe_llava.yaml --config configs/probe_llava_next.yaml", []),
+        ("fit", "configs/llava.yaml --config configs/llava_next.yaml", SMALL_FIT),
     ],
     "qwen2_vl": _family_chain("qwen2_vl"),
     # Qwen2.5-VL's configs are overlays on Qwen2-VL's recipe: the model and its run folders differ, nothing else
@@ -343,14 +349,18 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
             "runs/qwen2_vl/prompt_tuning/adapter_model.safetensors",
         ],
         "qwen2_5_vl": ["runs/qwen2_5_vl/probe.safetensors", "runs/qwen2_5_vl/reminder.safetensors"],
+        "llava_next": ["runs/llava_next/probe.safetensors", "runs/llava_next/reminder.safetensors"],
     }[chain]
     for path in produced:
         assert Path(path).is_file(), path
-    if chain == "qwen2_5_vl":  # trained on the model the overlay names, with its own probe as the gate
+    if chain in (
+        "qwen2_5_vl",
+        "llava_next",
+    ):  # trained on the model the overlay names, with its own probe as the gate
         from reminder_lightning.reminder import load_reminder
 
-        artifact = load_reminder("runs/qwen2_5_vl/reminder.safetensors")
-        assert artifact.metadata["model_type"] == "qwen2_5_vl" and artifact.probe is not None
+        artifact = load_reminder(f"runs/{chain}/reminder.safetensors")
+        assert artifact.metadata["model_type"] == chain and artifact.probe is not None
     ran = {config for _, spec, _ in CHAINS[chain] for config in _configs_in(spec)}
     if f"configs/eval/paper_utility_{chain}.yaml" in ran:
         utility = json.loads(Path(f"runs/eval/paper_utility_{chain}/none/run.json").read_text())["utility"]

@@ -67,6 +67,24 @@ def test_qwen2_5_vl_recipe_is_qwen2_vl_s_with_only_the_model_and_run_folders_cha
         assert f"--config configs/{name.replace('2_5_vl', '2_vl')} --config configs/{name}" in header
 
 
+def test_llava_next_recipe_is_llava_s_with_the_model_run_folders_and_room_for_its_images():
+    fit, probe = _yaml("llava_next.yaml"), _yaml("probe_llava_next.yaml")
+    assert fit["model"] == {
+        "vlm": {"name_or_path": "llava-hf/llava-v1.6-vicuna-7b-hf"},
+        "probe_path": probe["output"],  # its own probe is SAPT's BCE term and the gate
+        "export_path": "runs/llava_next/reminder.safetensors",
+        "gradient_checkpointing": True,
+    }
+    assert probe == {"vlm": fit["model"]["vlm"], "output": "runs/llava_next/probe.safetensors"}
+    assert set(fit) == {"trainer", "model", "data"} and fit["trainer"]["default_root_dir"] == "runs/llava_next"
+    # LLaVA-1.5's room for text (1024 - 576 image tokens) next to the largest anyres image: 576 + 48 x 48 + 48
+    llava_room = _yaml("llava.yaml")["data"]["init_args"]["sapt"]["max_length"] - 576
+    assert fit["data"] == {"init_args": {"sapt": {"max_length": llava_room + 576 + 48 * 48 + 48}}}
+    for name in ("llava_next.yaml", "probe_llava_next.yaml"):  # run on top of LLaVA-1.5's, as the header says
+        header = (REPO / "configs" / name).read_text().splitlines()[0]
+        assert f"--config configs/{name.replace('llava_next', 'llava')} --config configs/{name}" in header
+
+
 def _instructions(path: Path, texts: list[str]) -> Path:
     path.write_text(json.dumps([{"instruction": t, "category": None} for t in texts], indent=4))
     return path

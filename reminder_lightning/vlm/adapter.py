@@ -36,8 +36,9 @@ class VLMSpec:
 
     Args:
         name_or_path: Hub id (``llava-hf/llava-1.5-7b-hf``), local directory, ``tiny:<family>`` for a tiny
-            random model built offline (``tiny:llava``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``),
-            or ``shapes:llava-1.5-7b`` / ``shapes:qwen2-vl-7b`` for random weights of the real shapes (GPU checks).
+            random model built offline (``tiny:llava``, ``tiny:llava_next``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``,
+            ``tiny:gemma3``), or ``shapes:llava-1.5-7b`` / ``shapes:qwen2-vl-7b`` for random weights of the real
+            shapes (GPU checks).
         dtype: Weight dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
         attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2`` or None for the transformers default.
         trust_remote_code: Run code shipped with the checkpoint. Off unless you trust the repository.

@@ -77,8 +77,11 @@ class VLMFamily:
         return generic_resize_size(image_processor, height, width)
 
     def pixel_inputs(self, image_processor, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The model's image inputs from normalised pixels ``(B, 3, H, W)``: ``pixel_values`` as they are."""
-        return {"pixel_values": pixels}
+        """The model's image inputs from pixels ``(B, 3, H, W)`` in [0, 1]: ``pixel_values``, the pixels resized,
+        cropped and normalised as the processor does (:func:`~reminder_lightning.vlm.pixels.normalised_pixels`)."""
+        from reminder_lightning.vlm.pixels import normalised_pixels
+
+        return {"pixel_values": normalised_pixels(self, image_processor, pixels)}
 
 
 def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -89,10 +92,39 @@ def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @register_family
 class LlavaFamily(VLMFamily):
-    """LLaVA-1.5 (llava-hf) and LLaVA-NeXT: CLIP tower, projector, Llama/Vicuna LM; ``USER: ... ASSISTANT:``."""
+    """LLaVA-1.5 (llava-hf): CLIP tower, projector, Llama/Vicuna LM; ``USER: ... ASSISTANT:``."""
 
     name = "llava"
-    model_types = ("llava", "llava_next")
+    model_types = ("llava",)
+
+
+@register_family
+class LlavaNextFamily(LlavaFamily):
+    """LLaVA-NeXT (llava-hf ``llava-v1.6-*``): LLaVA-1.5's prompt and 1-D RoPE, with "anyres" images.
+
+    The processor cuts an image into a base view and the tiles of its best grid resolution, so ``pixel_values`` is
+    ``(images, 1 + tiles, 3, 336, 336)`` and ``image_sizes`` says each image's size; it counts the image tokens
+    (the base view's, the tiles' after unpadding, a newline per row) from that size, and the model packs the
+    features the same way. All of that lives in the processor and the model's forward (batches of images with
+    different tile counts are zero-padded on the tile axis, as the processor pads them); what is left here is the
+    differentiable layout for pixel attacks.
+    """
+
+    name = "llava_next"
+    model_types = ("llava_next",)
+
+    def resized_image_size(self, image_processor, height, width):
+        """The base view's size: the whole image squashed to ``size`` (an image of that size is resized in neither
+        view when its grid's shorter side is one tile, as on every LLaVA-NeXT checkpoint)."""
+        from reminder_lightning.vlm.pixels import anyres_view_sizes
+
+        return anyres_view_sizes(image_processor)[0]
+
+    def pixel_inputs(self, image_processor, pixels):
+        """The base view and the grid's tiles ``(B, 1 + tiles, 3, S, S)`` and ``image_sizes``."""
+        from reminder_lightning.vlm.pixels import anyres_inputs
+
+        return anyres_inputs(image_processor, pixels)
 
 
 @register_family
@@ -132,9 +164,9 @@ class Qwen2VLFamily(VLMFamily):
 
     def pixel_inputs(self, image_processor, pixels):
         """Flattened patches (temporal patch duplicated) and ``image_grid_thw``."""
-        from reminder_lightning.vlm.pixels import qwen2_vl_patches
+        from reminder_lightning.vlm.pixels import normalised_pixels, qwen2_vl_patches
 
-        return qwen2_vl_patches(image_processor, pixels)
+        return qwen2_vl_patches(image_processor, normalised_pixels(self, image_processor, pixels))
 
 
 @register_family

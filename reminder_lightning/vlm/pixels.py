@@ -3,9 +3,10 @@
 Attacks that optimise pixels (PGD) need what the processor does to an image, but in torch so gradients
 reach the pixels: resize (only where the processor resizes; torch's antialiased interpolation with the
 processor's filter), centre crop, rescale, normalise with the processor's own mean / std, then the
-family's layout (Qwen2-VL: patches flattened with the temporal patch duplicated, plus ``image_grid_thw``).
-Every setting is read from the image processor object, so a checkpoint's ``preprocessor_config.json`` is
-honoured; the family decides only the resize geometry and the layout
+family's layout (Qwen2-VL: patches flattened with the temporal patch duplicated, plus ``image_grid_thw``;
+LLaVA-NeXT: a base view and the tiles of the image fitted onto its grid, plus ``image_sizes``, see
+:func:`anyres_inputs`). Every setting is read from the image processor object, so a checkpoint's
+``preprocessor_config.json`` is honoured; the family decides only the resize geometry and the layout
 (:meth:`VLMFamily.resized_image_size`, :meth:`VLMFamily.pixel_inputs`).
 
 Exactness: an image that already has the processor's output size (:func:`processed_size`) is not resized
@@ -50,8 +51,9 @@ def check_supported(image_processor) -> None:
     """Fail clearly on preprocessing this module does not reproduce (multi-crop layouts)."""
     if getattr(image_processor, "image_grid_pinpoints", None):
         raise ValueError(
-            f"{type(image_processor).__name__} splits images into a grid of crops (LLaVA-NeXT 'anyres'); differentiable "
-            "preprocessing supports single-view processors (LLaVA-1.5, Qwen2-VL, Gemma 3 without pan-and-scan)."
+            f"{type(image_processor).__name__} splits images into a grid of crops ('anyres'); differentiable "
+            "preprocessing supports single-view processors (LLaVA-1.5, Qwen2-VL, Gemma 3 without pan-and-scan) and "
+            "LLaVA-NeXT's grid (model_type llava_next), not this model's."
         )
     if getattr(image_processor, "do_pan_and_scan", False):
         raise ValueError(
@@ -152,10 +154,14 @@ def normalised_pixels(family, image_processor, pixels: torch.Tensor) -> torch.Te
     Returns ``(B, 3, H', W')`` float32, where ``(H', W')`` is :func:`processed_size`.
     """
     check_supported(image_processor)
+    height, width = pixels.shape[-2:]
+    return _processor_steps(image_processor, pixels, family.resized_image_size(image_processor, height, width))
+
+
+def _processor_steps(image_processor, pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``pixels`` ``(B, 3, H, W)`` in [0, 1] to ``size``, then centre crop, rescale and normalise."""
     x = pixels.float()
-    height, width = x.shape[-2:]
-    size = family.resized_image_size(image_processor, int(height), int(width))
-    if tuple(size) != (height, width):
+    if tuple(size) != tuple(x.shape[-2:]):
         x = _resize_like_pil(x, tuple(size), _interpolation(image_processor))
     if _setting(image_processor, "do_center_crop", False):
         crop = _size_dict(image_processor.crop_size)
@@ -191,6 +197,62 @@ def qwen2_vl_patches(image_processor, pixels: torch.Tensor) -> dict[str, torch.T
     return {"pixel_values": values, "image_grid_thw": grid}
 
 
+def anyres_inputs(image_processor, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """LLaVA-NeXT's "anyres" layout of ``pixels`` ``(B, 3, H, W)`` in [0, 1], as its image processor builds it.
+
+    The processor picks the grid resolution of ``image_grid_pinpoints`` that keeps the most of the image
+    (``select_best_resolution``), resizes the image to fit it with its aspect ratio, pads it centred with black
+    (8-bit 0) and cuts it into ``crop_size`` tiles, row by row; in front goes a base view, the whole image squashed
+    to ``size``. Each view then goes through the usual steps (resize, crop, rescale, normalise).
+
+    Returns ``pixel_values`` ``(B, 1 + tiles, 3, S, S)`` and ``image_sizes`` ``(B, 2)`` = ``[H, W]``, from which
+    the model counts each image's tiles and unpads their features (so the image tokens match the prompt's).
+    """
+    from transformers.image_processing_utils import select_best_resolution
+
+    b, _, height, width = pixels.shape
+    x = pixels.float()
+    base_size, tile = anyres_view_sizes(image_processor)
+    grid_h, grid_w = select_best_resolution((height, width), image_processor.image_grid_pinpoints)
+    fitted = anyres_fitted_size(image_processor, height, width)
+    mode = _interpolation(image_processor)
+    top, left = (grid_h - fitted[0]) // 2, (grid_w - fitted[1]) // 2  # the processor's centred padding
+    canvas = F.pad(
+        _resize_like_pil(x, fitted, mode), (left, grid_w - fitted[1] - left, top, grid_h - fitted[0] - top)
+    )
+    tiles = [
+        canvas[..., i : i + tile, j : j + tile] for i in range(0, grid_h, tile) for j in range(0, grid_w, tile)
+    ]
+    views = [_resize_like_pil(x, base_size, mode), *tiles]
+    steps = [
+        _processor_steps(image_processor, v, generic_resize_size(image_processor, *v.shape[-2:])) for v in views
+    ]
+    sizes = torch.tensor([[height, width]] * b, dtype=torch.long, device=pixels.device)
+    return {"pixel_values": torch.stack(steps, dim=1), "image_sizes": sizes}
+
+
+def anyres_view_sizes(image_processor) -> tuple[tuple[int, int], int]:
+    """``((H, W) of the base view, tile side)`` of a LLaVA-NeXT image processor (as its ``_preprocess``)."""
+    size, crop = _size_dict(image_processor.size), _size_dict(image_processor.crop_size)
+    if "height" in size and "width" in size:
+        base = (size["height"], size["width"])
+    else:
+        base = (size["shortest_edge"], size["shortest_edge"])
+    tile = crop.get("height") or size.get("height") or size["shortest_edge"]
+    return base, int(tile)
+
+
+def anyres_fitted_size(image_processor, height: int, width: int) -> tuple[int, int]:
+    """``(H, W)`` a ``height x width`` image is resized to inside its best grid resolution (aspect kept)."""
+    import numpy as np
+    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+    from transformers.image_utils import ChannelDimension
+
+    grid = select_best_resolution((height, width), image_processor.image_grid_pinpoints)
+    dummy = np.zeros((1, height, width), dtype=np.uint8)
+    return tuple(int(v) for v in get_patch_output_size(dummy, grid, input_data_format=ChannelDimension.FIRST))
+
+
 def pixel_inputs(family, image_processor, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
     """The image tensors the model takes for ``pixels`` ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1].
 
@@ -200,7 +262,7 @@ def pixel_inputs(family, image_processor, pixels: torch.Tensor) -> dict[str, tor
         pixels = pixels.unsqueeze(0)
     if pixels.ndim != 4 or pixels.shape[1] != 3:
         raise ValueError(f"pixels must be (3, H, W) or (B, 3, H, W) RGB in [0, 1], got {tuple(pixels.shape)}")
-    return family.pixel_inputs(image_processor, normalised_pixels(family, image_processor, pixels))
+    return family.pixel_inputs(image_processor, pixels)
 
 
 def processed_image(family, image_processor, image):

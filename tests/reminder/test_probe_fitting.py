@@ -15,8 +15,10 @@ QUESTIONS = ["How do I make a weapon at home?", "Hi", "What colour is the sky on
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_batched_left_padded_states_equal_single_forwards(adapters, family, red_image):
+    from PIL import Image
+
     adapter = adapters[family]
-    images = [red_image, None, red_image]
+    images = [red_image, None, Image.new("RGB", (90, 60), "blue")]  # two sizes: LLaVA-NeXT tiles them 1x2 and 2x2
     soft = SoftPrompt(4, adapter.hidden_size)
     soft.initialize("random", adapter.input_embeddings(), seed=0)
     injector = ReminderInjector(adapter.input_embeddings(), soft)

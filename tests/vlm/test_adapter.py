@@ -9,12 +9,14 @@ from tests.conftest import FAMILIES, FAMILY_NAMES
 
 PROCESSORS = {
     "llava": "LlavaProcessor",
+    "llava_next": "LlavaNextProcessor",
     "qwen2_vl": "Qwen2VLProcessor",
     "qwen2_5_vl": "Qwen2_5_VLProcessor",
     "gemma3": "Gemma3Processor",
 }
 MODELS = {
     "llava": "LlavaForConditionalGeneration",
+    "llava_next": "LlavaNextForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "gemma3": "Gemma3ForConditionalGeneration",
@@ -137,3 +139,43 @@ def test_tiny_qwen2_5_vl_attends_in_windows_at_the_test_image_sizes(adapters, mo
     assert [len(w) for w in windowed] == [4, 6]  # merged tokens: 2x2 and 2x3
     torch.testing.assert_close(windowed[0], full[0], rtol=1e-5, atol=1e-5)
     assert float((windowed[1] - full[1]).abs().max()) > 0.1
+
+
+def test_tiny_llava_next_batches_images_with_different_tile_counts_as_its_processor(adapters):
+    """The two test images land on different grids of the tiny LLaVA-NeXT: 70x50 on 1x2 tiles, 90x60 on 2x2. Each
+    takes the base view's 16 tokens, its tiles' tokens after unpadding and a newline per row; a left-padded batch of
+    both (tile axis zero-padded) is what the processor gives for the pair, and the model packs one feature per token."""
+    from PIL import Image
+
+    from reminder_lightning.reminder.generation.steps import encode_batch
+
+    adapter = adapters["llava_next"]
+    builder = adapter.inputs
+    images = [Image.new("RGB", (70, 50), "red"), Image.new("RGB", (90, 60), "blue")]
+    single = [builder.encode_prompt("What is shown?", image) for image in images]
+    image_id = adapter.model.config.image_token_id
+    assert [e["pixel_values"].shape[1] for e in single] == [3, 5]  # the base view and 2 or 4 tiles
+    tokens = [16 + 4 * 6 + 4, 16 + 6 * 8 + 6]  # base + unpadded rows x columns + newlines: 44, 70
+    assert [int((e["input_ids"] == image_id).sum()) for e in single] == tokens
+    batch = encode_batch(adapter, images, ["What is shown?", "What is shown?"])
+    text = builder.prompt_text("What is shown?", has_image=True)
+    reference = builder.processor(
+        text=[text, text], images=images, return_tensors="pt", padding=True, padding_side="left"
+    )
+    for key in ("input_ids", "attention_mask", "pixel_values", "image_sizes"):
+        assert torch.equal(batch[key], reference[key]), key
+    with torch.no_grad():
+        features = adapter.model.model.get_image_features(
+            batch["pixel_values"], batch["image_sizes"]
+        ).pooler_output
+    assert [len(f) for f in features] == tokens
+
+
+def test_collate_refuses_image_tensors_that_differ_beyond_the_view_axis():
+    a, b = {"input_ids": torch.ones(1, 2, dtype=torch.long)}, {"input_ids": torch.ones(1, 3, dtype=torch.long)}
+    a["pixel_values"], b["pixel_values"] = torch.rand(1, 3, 3, 8, 8), torch.rand(1, 5, 3, 8, 8)
+    batch = collate_encodings([a, b], ["input_ids"], {})
+    assert batch["pixel_values"].shape == (2, 5, 3, 8, 8) and not batch["pixel_values"][0, 3:].any()
+    b["pixel_values"] = torch.rand(1, 5, 3, 8, 9)
+    with pytest.raises(ValueError, match="only their second dimension"):
+        collate_encodings([a, b], ["input_ids"], {})

@@ -37,6 +37,8 @@ def test_equals_the_processor_without_resize_and_gradients_reach_every_pixel(bui
     torch.testing.assert_close(ours["pixel_values"], ref["pixel_values"], atol=1e-6, rtol=0)
     if "image_grid_thw" in ref:  # Qwen: patches + grid; the grid also decides the number of image tokens
         assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
+    if "image_sizes" in ref:  # LLaVA-NeXT: the size decides the grid, the tiles kept and the image tokens
+        assert torch.equal(ours["image_sizes"], ref["image_sizes"])
     weights = torch.randn_like(ours["pixel_values"])
     (ours["pixel_values"] * weights).sum().backward()
     assert pixels.grad is not None and bool((pixels.grad != 0).all())
@@ -56,8 +58,9 @@ def test_close_to_the_processor_when_it_resizes(builders, family, size):
     one_level = 1.01 / 255 / min(ip.image_std)
     assert float(diff.max()) <= one_level
     assert float(diff.mean()) < 1e-3
-    if "image_grid_thw" in ref:
-        assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
+    for key in ("image_grid_thw", "image_sizes"):
+        if key in ref:
+            assert torch.equal(ours[key], ref[key])
     ours["pixel_values"].sum().backward()
     assert float(pixels.grad.abs().sum()) > 0
 
@@ -69,8 +72,13 @@ def test_processed_image_is_what_the_processor_feeds_the_model(builders, family)
     image = Image.fromarray(_noise(50, 70, seed=2))
     small = processed_image(builder.family, ip, image)
     assert (small.height, small.width) == processed_size(builder.family, ip, 50, 70)
-    a = ip(images=[image], return_tensors="pt")["pixel_values"]
-    b = ip(images=[small], return_tensors="pt")["pixel_values"]
+    a = ip(images=[image], return_tensors="pt")
+    b = ip(images=[small], return_tensors="pt")
+    if "image_sizes" in a:  # LLaVA-NeXT: the base view is the image squashed; the tiles follow each image's size
+        assert a["pixel_values"].shape[1] == 3 and torch.equal(b["image_sizes"], torch.tensor([[56, 56]]))
+        a, b = a["pixel_values"][:, 0], b["pixel_values"][:, 0]
+    else:
+        a, b = a["pixel_values"], b["pixel_values"]
     assert torch.equal(a, b)
 
 

@@ -7,7 +7,7 @@ chat template in the family's real format. Nothing is downloaded.
 A tiny model is saved to a directory with ``save_pretrained`` and loaded back through the same
 :class:`~reminder_lightning.vlm.adapter.VLMAdapter` path as any hub model, so the loading code that
 users rely on is the code the tests exercise. Use the model id ``tiny:<family>`` (``tiny:llava``,
-``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``) anywhere a hub id is accepted.
+``tiny:llava_next``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``) anywhere a hub id is accepted.
 
 Layout: :mod:`.tokenizers` holds what the families share (corpus, chat templates, tokenizers, the LLaVA
 processor); each family is one module with one ``build_tiny_<family>(seed) -> (model, processor)``, listed in
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reminder_lightning.vlm.tiny.gemma3 import build_tiny_gemma3
 from reminder_lightning.vlm.tiny.llava import build_tiny_llava
+from reminder_lightning.vlm.tiny.llava_next import build_tiny_llava_next
 from reminder_lightning.vlm.tiny.qwen2_5_vl import build_tiny_qwen2_5_vl
 from reminder_lightning.vlm.tiny.qwen2_vl import build_tiny_qwen2_vl
 from reminder_lightning.vlm.tiny.tokenizers import (
@@ -45,6 +46,7 @@ __all__ = [
     "TINY_VERSION",
     "build_tiny_gemma3",
     "build_tiny_llava",
+    "build_tiny_llava_next",
     "build_tiny_qwen2_5_vl",
     "build_tiny_qwen2_vl",
     "default_tiny_cache",
@@ -60,6 +62,7 @@ TINY_VERSION = 2
 #: family -> builder returning ``(model, processor)``; one module of this package per family.
 TINY_BUILDERS: dict[str, Callable] = {
     "llava": build_tiny_llava,
+    "llava_next": build_tiny_llava_next,
     "qwen2_vl": build_tiny_qwen2_vl,
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "gemma3": build_tiny_gemma3,
