@@ -9,7 +9,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3"]
+FAMILIES = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3", "idefics3"]
 #: the family class (``reminder_lightning.vlm.families``) each tiny twin's model type goes through: Qwen2.5-VL's
 #: differences from Qwen2-VL (windowed vision attention, its MLP and norms) live inside the model's forward
 FAMILY_NAMES = {
@@ -18,6 +18,7 @@ FAMILY_NAMES = {
     "qwen2_vl": "qwen2_vl",
     "qwen2_5_vl": "qwen2_vl",
     "gemma3": "gemma3",
+    "idefics3": "idefics3",
 }
 
 

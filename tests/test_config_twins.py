@@ -32,6 +32,7 @@ TWINS = {
     "llava-hf/llava-v1.6-vicuna-7b-hf": "tiny:llava_next",
     "Qwen/Qwen2-VL-7B-Instruct": "tiny:qwen2_vl",
     "Qwen/Qwen2.5-VL-7B-Instruct": "tiny:qwen2_5_vl",
+    "HuggingFaceTB/SmolVLM-Instruct": "tiny:idefics3",
 }
 GUARD = "meta-llama/Llama-Guard-3-8B"
 REWRITER = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -119,6 +120,12 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
     "llava_next": [
         ("probe", "configs/probe_llava.yaml --config configs/probe_llava_next.yaml", []),
         ("fit", "configs/llava.yaml --config configs/llava_next.yaml", SMALL_FIT),
+    ],
+    # SmolVLM's (Idefics3) configs are overlays on LLaVA-1.5's recipe: the model, its dtype and system prompt, its
+    # run folders and room for its images
+    "smolvlm": [
+        ("probe", "configs/probe_llava.yaml --config configs/probe_smolvlm.yaml", []),
+        ("fit", "configs/llava.yaml --config configs/smolvlm.yaml", SMALL_FIT),
     ],
     "qwen2_vl": _family_chain("qwen2_vl"),
     # Qwen2.5-VL's configs are overlays on Qwen2-VL's recipe: the model and its run folders differ, nothing else
@@ -350,17 +357,16 @@ def _run_chain(chain: str, tmp_path: Path) -> None:
         ],
         "qwen2_5_vl": ["runs/qwen2_5_vl/probe.safetensors", "runs/qwen2_5_vl/reminder.safetensors"],
         "llava_next": ["runs/llava_next/probe.safetensors", "runs/llava_next/reminder.safetensors"],
+        "smolvlm": ["runs/smolvlm/probe.safetensors", "runs/smolvlm/reminder.safetensors"],
     }[chain]
     for path in produced:
         assert Path(path).is_file(), path
-    if chain in (
-        "qwen2_5_vl",
-        "llava_next",
-    ):  # trained on the model the overlay names, with its own probe as the gate
+    if chain in ("qwen2_5_vl", "llava_next", "smolvlm"):  # trained on the overlay's model, its own probe the gate
         from reminder_lightning.reminder import load_reminder
 
         artifact = load_reminder(f"runs/{chain}/reminder.safetensors")
-        assert artifact.metadata["model_type"] == chain and artifact.probe is not None
+        model_type = {"smolvlm": "idefics3"}.get(chain, chain)
+        assert artifact.metadata["model_type"] == model_type and artifact.probe is not None
     ran = {config for _, spec, _ in CHAINS[chain] for config in _configs_in(spec)}
     if f"configs/eval/paper_utility_{chain}.yaml" in ran:
         utility = json.loads(Path(f"runs/eval/paper_utility_{chain}/none/run.json").read_text())["utility"]

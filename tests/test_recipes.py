@@ -85,6 +85,29 @@ def test_llava_next_recipe_is_llava_s_with_the_model_run_folders_and_room_for_it
         assert f"--config configs/{name.replace('llava_next', 'llava')} --config configs/{name}" in header
 
 
+def test_smolvlm_recipe_is_llava_s_with_the_model_dtype_no_system_prompt_and_room_for_its_images():
+    fit, probe = _yaml("smolvlm.yaml"), _yaml("probe_smolvlm.yaml")
+    vlm = {"name_or_path": "HuggingFaceTB/SmolVLM-Instruct", "dtype": "bfloat16", "system_prompt": None}
+    assert fit["model"] == {
+        "vlm": vlm,
+        "probe_path": probe["output"],  # its own probe is SAPT's BCE term and the gate
+        "export_path": "runs/smolvlm/reminder.safetensors",
+        "gradient_checkpointing": True,
+    }
+    assert probe == {"vlm": vlm, "output": "runs/smolvlm/probe.safetensors"}
+    assert set(fit) == {"trainer", "model", "data"} and fit["trainer"]["default_root_dir"] == "runs/smolvlm"
+    assert fit["trainer"]["precision"] == "32-true"  # bf16 weights, fp32 soft prompt (as Qwen2-VL's recipe)
+    # LLaVA-1.5's room for text next to SmolVLM's largest image: 16 crops and a global view of 81 tokens, each crop
+    # with its <fake_token_around_image> and row/col tag, a newline per row, the global view's tags and newline
+    llava_room = _yaml("llava.yaml")["data"]["init_args"]["sapt"]["max_length"] - 576
+    assert fit["data"] == {
+        "init_args": {"sapt": {"max_length": llava_room + 16 * (2 + 81) + 4 + (1 + 2 + 81 + 1)}}
+    }
+    for name in ("smolvlm.yaml", "probe_smolvlm.yaml"):  # run on top of LLaVA-1.5's, as the header says
+        header = (REPO / "configs" / name).read_text().splitlines()[0]
+        assert f"--config configs/{name.replace('smolvlm', 'llava')} --config configs/{name}" in header
+
+
 def _instructions(path: Path, texts: list[str]) -> Path:
     path.write_text(json.dumps([{"instruction": t, "category": None} for t in texts], indent=4))
     return path

@@ -37,8 +37,8 @@ class VLMSpec:
     Args:
         name_or_path: Hub id (``llava-hf/llava-1.5-7b-hf``), local directory, ``tiny:<family>`` for a tiny
             random model built offline (``tiny:llava``, ``tiny:llava_next``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``,
-            ``tiny:gemma3``), or ``shapes:llava-1.5-7b`` / ``shapes:qwen2-vl-7b`` for random weights of the real
-            shapes (GPU checks).
+            ``tiny:gemma3``, ``tiny:idefics3``), or ``shapes:llava-1.5-7b`` / ``shapes:qwen2-vl-7b`` for random
+            weights of the real shapes (GPU checks).
         dtype: Weight dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
         attn_implementation: ``sdpa``, ``eager``, ``flash_attention_2`` or None for the transformers default.
         trust_remote_code: Run code shipped with the checkpoint. Off unless you trust the repository.
@@ -87,6 +87,19 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def require(family: VLMFamily, config: Any, processor: Any, name: str, model: nn.Module | None = None) -> None:
+    """Fail early, naming the model type and each missing piece, when a model cannot run here
+    (:meth:`VLMFamily.missing`); a model type without a registered family goes through the generic one."""
+    missing = family.missing(config, processor, model)
+    if missing:
+        how = "no registered family: the generic path" if family.name == "generic" else f"family {family.name!r}"
+        raise ValueError(
+            f"{name}: model_type {config.model_type!r} ({how}) cannot run here; it lacks {'; '.join(missing)}. "
+            "Fix: give the checkpoint what is missing, or register a VLMFamily for this model type in "
+            "reminder_lightning/vlm/families.py (docs/guide.md, 'Supported families')."
+        )
+
+
 class PromptBuilder:
     """Turns (image or None, question) and appended text into model inputs; needs no weights.
 
@@ -106,6 +119,7 @@ class PromptBuilder:
         self.spec = spec
         self.family: VLMFamily = family_for(config.model_type)
         self.generation_eos = generation_eos
+        require(self.family, config, processor, spec.name_or_path)
         if self.tokenizer.pad_token_id is None:
             raise ValueError(
                 f"The tokenizer of {spec.name_or_path} has no pad token; set `tokenizer.pad_token` (e.g. to the EOS "
@@ -217,6 +231,7 @@ class VLMAdapter(nn.Module):
         super().__init__()
         self.model = model
         self.inputs = inputs
+        require(inputs.family, inputs.config, inputs.processor, inputs.spec.name_or_path, model)
         rows = int(model.get_input_embeddings().weight.shape[0])
         if rows != inputs.vocab_size:
             raise ValueError(

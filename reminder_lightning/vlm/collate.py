@@ -20,7 +20,8 @@ def collate_encodings(
             their second dimension differs they are first zero-padded at its end. That is LLaVA-NeXT's
             ``pixel_values`` ``(1, 1 + tiles, 3, H, W)``, with as many tiles as the image's grid: its processor
             pads a batch the same way, and the model keeps each image's first ``1 + tiles`` views, counted from
-            ``image_sizes``.
+            ``image_sizes``. Idefics3's ``pixel_values`` ``(1, crops, 3, S, S)`` and ``pixel_attention_mask``
+            ``(1, crops, S, S)`` pad the same way (its processor zero-pads both; the model drops all-zero crops).
         pad_values: pad value per token key (0 when absent; ``labels`` should map to -100).
         padding_side: ``right`` for training, ``left`` for generation.
     """
@@ -48,7 +49,7 @@ def _pad_to_common_shape(parts: list[torch.Tensor]) -> list[torch.Tensor]:
     if len({(p.dim(), p.shape[2:]) for p in parts}) > 1 or parts[0].dim() < 3:
         raise ValueError(
             f"Cannot batch image tensors of shapes {[tuple(p.shape) for p in parts]}: only their second dimension "
-            "(LLaVA-NeXT's views per image) may differ. Check that the image processor gives every image one size."
+            "(LLaVA-NeXT's views, Idefics3's crops per image) may differ. Check that the image processor gives every image one size."
         )
     longest = max(p.shape[1] for p in parts)
     return [torch.nn.functional.pad(p, [0, 0] * (p.dim() - 2) + [0, longest - p.shape[1]]) for p in parts]

@@ -52,6 +52,33 @@ class VLMFamily:
     def fill_value(self, key: str) -> int:
         return self.token_tensor_fill.get(key, 0)
 
+    def missing(self, config, processor, model=None) -> list[str]:
+        """What this package needs from a model and its processor that they lack (empty: it can run).
+
+        The generic path needs a chat template on the processor, an image token id in the config (the token the
+        processor expands into one slot per image feature), ``get_input_embeddings`` on the model, and 1-D RoPE
+        positions unless the family computes its own (:meth:`prefill_positions`): a model with a public
+        ``get_rope_index`` (multimodal RoPE, Qwen2-VL-like) has positions the generic family would get wrong.
+        """
+        out = []
+        if not getattr(processor, "chat_template", None):
+            out.append("a chat template on the processor (processor.chat_template is not set)")
+        if all(getattr(config, k, None) is None for k in ("image_token_id", "image_token_index")):
+            out.append("an image token id in the config (image_token_id or image_token_index)")
+        if model is None:
+            return out
+        try:
+            model.get_input_embeddings()
+        except (NotImplementedError, AttributeError):
+            out.append("get_input_embeddings() on the model")
+        generic_positions = type(self).prefill_positions is VLMFamily.prefill_positions
+        if generic_positions and any(hasattr(m, "get_rope_index") for m in (model, getattr(model, "model", None))):
+            out.append(
+                "1-D positions: the model computes multimodal RoPE positions (get_rope_index), so a family must "
+                "override prefill_positions / decode_positions (as Qwen2VLFamily does)"
+            )
+        return out
+
     # ------------------------------------------------------------------ positions for cached decoding
     def prefill_positions(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         """Position ids of a left-padded prompt batch and the state :meth:`decode_positions` needs.
@@ -181,6 +208,38 @@ class Gemma3Family(VLMFamily):
         if end_of_turn is None or end_of_turn == tokenizer.unk_token_id:
             return super().end_of_answer_ids(tokenizer, generation_eos)
         return [int(end_of_turn)]
+
+
+@register_family
+class Idefics3Family(VLMFamily):
+    """Idefics3 and SmolVLM (``HuggingFaceTB/SmolVLM-*``, model type ``idefics3``): SigLIP tower, pixel-shuffle
+    connector, Llama LM with 1-D RoPE.
+
+    The processor resizes an image to a longest edge, splits it into ``max_image_size`` crops plus a global view
+    and writes ``<fake_token_around_image>``, a ``<row_i_col_j>`` (or ``<global-img>``) tag and ``image_seq_len``
+    image tokens per crop; ``pixel_values`` is ``(B, crops, 3, S, S)`` with ``pixel_attention_mask``
+    ``(B, crops, S, S)``, both zero-padded on the crop axis in a batch (the model drops all-zero crops). All of
+    that is the processor's and the model's; the prompt, positions and token tensors are generic. What is left
+    here: pixel attacks, whose differentiable layout this package does not reproduce.
+    """
+
+    name = "idefics3"
+    model_types = ("idefics3",)
+
+    def resized_image_size(self, image_processor, height, width):
+        raise NotImplementedError(_IDEFICS3_PIXELS)
+
+    def pixel_inputs(self, image_processor, pixels):
+        raise NotImplementedError(_IDEFICS3_PIXELS)
+
+
+_IDEFICS3_PIXELS = (
+    "Differentiable image preprocessing (pixel attacks such as PGD) is not implemented for the idefics3 family "
+    "(Idefics3, SmolVLM): it needs the processor's image splitting in torch (a resize to size['longest_edge'] and "
+    "to multiples of max_image_size, the grid of crops plus a resized global view, pixel_attention_mask) and a "
+    "torch match for its LANCZOS resampling, which has none. Attack these models with text attacks (GCG) or with "
+    "images perturbed outside the model."
+)
 
 
 def family_for(model_type: str) -> VLMFamily:

@@ -35,7 +35,7 @@ def _reference_loss(adapter, question: str, suffix: str, target: str) -> float:
     return float(F.cross_entropy(logits[-len(target_ids) - 1 : -1], torch.tensor(target_ids)))
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3"])
 def test_gcg_keeps_the_best_suffix_and_writes_it(adapters, family, tmp_path):
     adapter = adapters[family]
     attack = _attack(adapter)

@@ -155,7 +155,7 @@ def test_safety_reminder_loads_an_artifact_and_defends_a_plain_model(adapters, t
     assert no_probe.config.mode == "always"
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3"])
 def test_checks_read_the_probe_layer(adapters, family):
     adapter = adapters[family]
     probe = _random_probe(adapter.hidden_size, seed=3)

@@ -13,6 +13,7 @@ PROCESSORS = {
     "qwen2_vl": "Qwen2VLProcessor",
     "qwen2_5_vl": "Qwen2_5_VLProcessor",
     "gemma3": "Gemma3Processor",
+    "idefics3": "Idefics3Processor",
 }
 MODELS = {
     "llava": "LlavaForConditionalGeneration",
@@ -20,6 +21,7 @@ MODELS = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "gemma3": "Gemma3ForConditionalGeneration",
+    "idefics3": "Idefics3ForConditionalGeneration",
 }
 
 
@@ -179,3 +181,33 @@ def test_collate_refuses_image_tensors_that_differ_beyond_the_view_axis():
     b["pixel_values"] = torch.rand(1, 5, 3, 8, 9)
     with pytest.raises(ValueError, match="only their second dimension"):
         collate_encodings([a, b], ["input_ids"], {})
+
+
+def test_tiny_idefics3_batches_images_with_different_crop_counts_as_its_processor(adapters):
+    """The two test images split differently in the tiny Idefics3: 70x50 (resized to 168x120) into 3x3 crops, 90x60
+    (168x112) into 2x3, each plus a global view, 4 image tokens per crop. A left-padded batch of both (crop axis of
+    ``pixel_values`` and ``pixel_attention_mask`` zero-padded) is what the processor gives for the pair, and the
+    model keeps one feature per image token (the padded crops are dropped)."""
+    from PIL import Image
+
+    from reminder_lightning.reminder.generation.steps import encode_batch
+
+    adapter = adapters["idefics3"]
+    builder = adapter.inputs
+    images = [Image.new("RGB", (70, 50), "red"), Image.new("RGB", (90, 60), "blue")]
+    single = [builder.encode_prompt("What is shown?", image) for image in images]
+    image_id = adapter.model.config.image_token_id
+    assert [e["pixel_values"].shape[1] for e in single] == [10, 7]  # 3x3 and 2x3 crops + the global view
+    assert [int((e["input_ids"] == image_id).sum()) for e in single] == [40, 28]
+    batch = encode_batch(adapter, images, ["What is shown?", "What is shown?"])
+    text = builder.prompt_text("What is shown?", has_image=True)
+    reference = builder.processor(
+        text=[text, text], images=images, return_tensors="pt", padding=True, padding_side="left"
+    )
+    for key in ("input_ids", "attention_mask", "pixel_values", "pixel_attention_mask"):
+        assert torch.equal(batch[key], reference[key]), key
+    with torch.no_grad():
+        features = adapter.model.model.get_image_features(
+            batch["pixel_values"], batch["pixel_attention_mask"]
+        ).pooler_output
+    assert [len(f) for f in features] == [40, 28]

@@ -7,7 +7,8 @@ chat template in the family's real format. Nothing is downloaded.
 A tiny model is saved to a directory with ``save_pretrained`` and loaded back through the same
 :class:`~reminder_lightning.vlm.adapter.VLMAdapter` path as any hub model, so the loading code that
 users rely on is the code the tests exercise. Use the model id ``tiny:<family>`` (``tiny:llava``,
-``tiny:llava_next``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``) anywhere a hub id is accepted.
+``tiny:llava_next``, ``tiny:qwen2_vl``, ``tiny:qwen2_5_vl``, ``tiny:gemma3``,
+``tiny:idefics3``) anywhere a hub id is accepted.
 
 Layout: :mod:`.tokenizers` holds what the families share (corpus, chat templates, tokenizers, the LLaVA
 processor); each family is one module with one ``build_tiny_<family>(seed) -> (model, processor)``, listed in
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reminder_lightning.vlm.tiny.gemma3 import build_tiny_gemma3
+from reminder_lightning.vlm.tiny.idefics3 import build_tiny_idefics3
 from reminder_lightning.vlm.tiny.llava import build_tiny_llava
 from reminder_lightning.vlm.tiny.llava_next import build_tiny_llava_next
 from reminder_lightning.vlm.tiny.qwen2_5_vl import build_tiny_qwen2_5_vl
@@ -45,6 +47,7 @@ __all__ = [
     "TINY_PREFIX",
     "TINY_VERSION",
     "build_tiny_gemma3",
+    "build_tiny_idefics3",
     "build_tiny_llava",
     "build_tiny_llava_next",
     "build_tiny_qwen2_5_vl",
@@ -66,6 +69,7 @@ TINY_BUILDERS: dict[str, Callable] = {
     "qwen2_vl": build_tiny_qwen2_vl,
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "gemma3": build_tiny_gemma3,
+    "idefics3": build_tiny_idefics3,
 }
 
 
