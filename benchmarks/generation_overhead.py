@@ -32,11 +32,12 @@ restart_new_tokens repeats``, ``<method>_s`` (median seconds) and ``<method>_rat
 ``undefended reminder reminder_never recompute reference_restart`` (null where not run), and ``settings`` (the
 arguments). ``flag_step``: tokens generated at the flag (null when benign). Usage::
 
-    python benchmarks/generation_overhead.py                      # CPU, SmolLM2-135M in a LLaVA layout
+    python benchmarks/generation_overhead.py                      # CPU, SmolLM2-135M in a LLaVA layout, interval 16 (< 10 min)
+    python benchmarks/generation_overhead.py --interval 16 8      # both intervals (about twice as long)
     python benchmarks/generation_overhead.py --json               # JSON lines only, no table
     python benchmarks/generation_overhead.py --preset tiny --batch 1 2 --new-tokens 16 --interval 8 4 --repeats 1
     python benchmarks/generation_overhead.py --preset llava-7b --device cuda --dtype bfloat16 \\
-        --batch 1 8 16 32 --interval 16 8 --new-tokens 256       # the issue's full grid (GPU)
+        --batch 1 8 16 32 --interval 16 8 --new-tokens 256       # the full grid (GPU)
 """
 
 from __future__ import annotations
@@ -255,10 +256,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--preset", default="smollm2-llava", choices=sorted(PRESETS))
     parser.add_argument("--scenario", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--interval", type=int, nargs="+", default=[16, 8])
+    parser.add_argument("--interval", type=int, nargs="+", default=[16])  # the GPU grid adds 8
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--restart-budget", default="full", choices=["full", "remaining"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
