@@ -136,6 +136,21 @@ def test_return_modes_stream_and_errors(adapters):
         ReminderGenerator(adapter, SoftPrompt(4, 7), None)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_streaming_yields_the_batch_text_for_every_family(adapters, family):
+    adapter = adapters[family]
+    gen = ReminderGenerator(adapter, _soft(adapter), None)
+    images, prompts = _images()[:2], PROMPTS[:2]
+    for mode in ("never", "always"):
+        settings = dict(mode=mode, interval=4, max_new_tokens=10)
+        batch = gen.generate(images, prompts, **settings)
+        events = list(gen.stream(images, prompts, **settings))
+        for i, out in enumerate(batch):
+            mine = [e for e in events if e.sample == i]
+            assert "".join(e.text for e in mine) == out.text and [e.token_id for e in mine] == out.token_ids
+            assert any(e.flagged_now for e in mine) == (mode == "always")
+
+
 def test_safety_reminder_loads_an_artifact_and_defends_a_plain_model(adapters, tmp_path):
     adapter = adapters["gemma3"]
     probe = _random_probe(adapter.hidden_size)
