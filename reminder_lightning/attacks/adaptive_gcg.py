@@ -25,10 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from reminder_lightning.attacks.adaptive_pgd import check_cuts
+from reminder_lightning.attacks.adaptive_pgd import load_defence, require_checks_inside
 from reminder_lightning.attacks.gcg import GCGAttack
 from reminder_lightning.attacks.gcg_search import SuffixLayout, SuffixSearch
-from reminder_lightning.reminder.schedule import GateMode
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter
 
@@ -67,24 +66,11 @@ class AdaptiveSuffixSearch(SuffixSearch):
         weights: dict[str, float] | None = None,
     ):
         super().__init__(adapter, eval_batch_size)
-        from reminder_lightning.reminder.artifact import load_reminder
         from reminder_lightning.reminder.injection import ReminderInjector
 
-        artifact = load_reminder(reminder)
-        if artifact.probe is None:
-            raise ValueError(f"{reminder} has no probe: the adaptive attack needs the gate it evades.")
-        if artifact.soft_prompt.shape[1] != adapter.hidden_size:
-            raise ValueError(
-                f"{reminder} is {artifact.soft_prompt.shape[1]} wide but the model's hidden size is "
-                f"{adapter.hidden_size}: it was trained for another model."
-            )
-        self.schedule = artifact.schedule.replace(
-            interval=int(interval or artifact.schedule.interval),
-            threshold=artifact.schedule.threshold if threshold is None else threshold,
-            mode=GateMode.gated,
+        self.schedule, self.soft_prompt, self.probe = load_defence(
+            reminder, adapter.hidden_size, adapter.device, interval, threshold
         )
-        self.soft_prompt = artifact.soft_prompt_module().to(adapter.device).requires_grad_(False)
-        self.probe = artifact.probe.to(adapter.device).requires_grad_(False)
         self.injector = ReminderInjector(self.embedding, self.soft_prompt)
         self.weights = {"target_weight": 1.0, "safe_weight": 1.0, "after_weight": 1.0, **(weights or {})}
         if min(self.weights.values()) < 0:
@@ -225,12 +211,7 @@ class AdaptiveGCGAttack(GCGAttack):
         interval = self.interval or load_reminder(self.reminder).interval
         builder = self._model().inputs  # fit needs the model anyway
         longest = max(len(builder.encode_text(self.target_for(s))) for s in samples)
-        if not check_cuts(longest, interval):
-            raise ValueError(
-                f"{self.name}: the longest target is {longest} tokens, but the first check comes after {interval - 1} "
-                "answer tokens, so the reminder is never tried inside a target. Use longer targets (AdvBench's), "
-                "a longer `target`, or a smaller interval."
-            )
+        require_checks_inside(self.name, longest, interval)
 
     def _is_done(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
         return super()._is_done(row, sample) and row.get("reminder_sha256") == self.reminder_sha256

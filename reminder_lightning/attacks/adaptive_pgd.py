@@ -39,6 +39,38 @@ def check_cuts(num_target_tokens: int, interval: int) -> list[int]:
     return ReminderSchedule(interval=interval).check_points(num_target_tokens)
 
 
+def require_checks_inside(name: str, longest_target: int, interval: int) -> None:
+    """Fail when no target reaches the first check point: the attack's defence terms would all be zero."""
+    if not check_cuts(longest_target, interval):
+        raise ValueError(
+            f"{name}: the longest target is {longest_target} tokens, but the first check comes after {interval - 1} "
+            "answer tokens, so the reminder is never tried inside a target. Use longer targets (AdvBench's), "
+            "a longer target text, or a smaller interval."
+        )
+
+
+def load_defence(reminder: str, hidden_size: int, device, interval: int | None, threshold: float | None):
+    """The attacked defence from its artifact: ``(schedule, soft prompt, probe)`` on ``device``, frozen; the
+    schedule gated, with ``interval`` / ``threshold`` replacing the artifact's where given."""
+    from reminder_lightning.reminder.artifact import load_reminder
+
+    artifact = load_reminder(reminder)
+    if artifact.probe is None:
+        raise ValueError(f"{reminder} has no probe: the adaptive attack needs the gate it evades.")
+    if artifact.soft_prompt.shape[1] != hidden_size:
+        raise ValueError(
+            f"{reminder} is {artifact.soft_prompt.shape[1]} wide but the model's hidden size is {hidden_size}: it "
+            "was trained for another model."
+        )
+    schedule = artifact.schedule.replace(
+        interval=int(interval or artifact.schedule.interval),
+        threshold=artifact.schedule.threshold if threshold is None else threshold,
+        mode=GateMode.gated,
+    )
+    soft_prompt = artifact.soft_prompt_module().to(device).requires_grad_(False)
+    return schedule, soft_prompt, artifact.probe.to(device).requires_grad_(False)
+
+
 class AdaptivePGDModule(PGDImageModule):
     """:class:`PGDImageModule` with the defence in the loss.
 
@@ -71,31 +103,17 @@ class AdaptivePGDModule(PGDImageModule):
         if self.vlm is not None:
             return
         super().configure_model()
-        from reminder_lightning.reminder.artifact import load_reminder
         from reminder_lightning.reminder.injection import ReminderInjector
 
-        artifact = load_reminder(self.hparams.reminder)
-        if artifact.probe is None:
-            raise ValueError(
-                f"{self.hparams.reminder} has no probe: the adaptive attack needs the gate it evades."
-            )
-        if artifact.soft_prompt.shape[1] != self.vlm.hidden_size:
-            raise ValueError(
-                f"{self.hparams.reminder} is {artifact.soft_prompt.shape[1]} wide but the model's hidden size is "
-                f"{self.vlm.hidden_size}: it was trained for another model."
-            )
-        self.schedule = artifact.schedule.replace(
-            interval=int(self.hparams.interval or artifact.schedule.interval),
-            threshold=artifact.schedule.threshold if self.hparams.threshold is None else self.hparams.threshold,
-            mode=GateMode.gated,
+        hp = self.hparams
+        self.schedule, self.soft_prompt, self.probe = load_defence(
+            hp.reminder, self.vlm.hidden_size, self.vlm.device, hp.interval, hp.threshold
         )
         self.interval, self.threshold = (
             self.schedule.interval,
             self.schedule.keep_below,
         )  # what a check compares to
         self._cut_rng = random.Random(0)  # draws check points when the schedule has jitter
-        self.soft_prompt = artifact.soft_prompt_module().to(self.vlm.device).requires_grad_(False)
-        self.probe = artifact.probe.to(self.vlm.device).requires_grad_(False)
         self.injector = ReminderInjector(self.vlm.input_embeddings(), self.soft_prompt)  # attached per forward
 
     def placeholder_ids(self) -> list[int]:
@@ -187,9 +205,4 @@ class AdaptivePGDAttack(PGDImageAttack):
             len(builder.encode_text(p["target"]))
             for p in goal_target_pairs(samples, self.default_target, self.target_suffix)
         )
-        if not check_cuts(longest, interval):
-            raise ValueError(
-                f"{self.name}: the longest target is {longest} tokens, but the first check comes after {interval - 1} "
-                "answer tokens, so the reminder is never tried inside a target. Use longer targets (AdvBench's), "
-                "a longer default_target, or a smaller interval."
-            )
+        require_checks_inside(self.name, longest, interval)
