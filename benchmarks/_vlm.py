@@ -7,6 +7,7 @@ in-process and the processor is a real ``LlavaProcessor`` (see :mod:`reminder_li
 from __future__ import annotations
 
 import platform
+from datetime import date
 
 import torch
 from PIL import Image
@@ -103,3 +104,21 @@ def machine_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def run_header(args, scenario: str, batch: int) -> dict:
+    """The first keys of a benchmark's JSON row: what ran, where, with which versions, when."""
+    import transformers
+
+    return {
+        "scenario": scenario,
+        "preset": args.preset,
+        "device": args.device,
+        "machine": machine_name(args.device),
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": date.today().isoformat(),
+        "batch": batch,
+        "new_tokens": args.new_tokens,
+    }

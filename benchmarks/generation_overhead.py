@@ -47,11 +47,9 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from datetime import date
 
 import torch
-import transformers
-from _vlm import PRESETS, build_vlm, machine_name, sample_batch
+from _vlm import PRESETS, build_vlm, run_header, sample_batch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from reminder_lightning.reminder import ReminderGenerator, ReminderInjector, SafetyProbe, SoftPrompt
@@ -208,16 +206,7 @@ def run_config(adapter, parts, scenario: str, batch: int, interval: int, args) -
     timings, outputs = _timed_interleaved(fns, args.device, args.repeats)
     _check_tokens(outputs, prompt_len, new_tokens, flag_step)
     row = {
-        "scenario": scenario,
-        "preset": args.preset,
-        "device": args.device,
-        "machine": machine_name(args.device),
-        "dtype": args.dtype,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": date.today().isoformat(),
-        "batch": batch,
-        "new_tokens": new_tokens,
+        **run_header(args, scenario, batch),
         "interval": interval,
         "threshold": threshold,
         "image_tokens": image_tokens,

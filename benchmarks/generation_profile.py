@@ -43,12 +43,10 @@ import functools
 import json
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
-import transformers
-from _vlm import PRESETS, build_vlm, machine_name, sample_batch
+from _vlm import PRESETS, build_vlm, run_header, sample_batch
 from transformers import LogitsProcessorList
 
 from reminder_lightning.reminder import ReminderGenerator, SafetyProbe, SoftPrompt
@@ -187,16 +185,7 @@ def run_config(generator, profiler: LoopProfiler, scenario: str, batch: int, ima
     if args.torch_profiler:
         _record(profiler, run, Path(args.torch_profiler) / f"{scenario}-b{batch}")
     row = {
-        "scenario": scenario,
-        "preset": args.preset,
-        "device": args.device,
-        "machine": machine_name(args.device),
-        "dtype": args.dtype,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "date": date.today().isoformat(),
-        "batch": batch,
-        "new_tokens": new_tokens,
+        **run_header(args, scenario, batch),
         "interval": interval,
         "threshold": threshold,
         "image_tokens": image_tokens,
