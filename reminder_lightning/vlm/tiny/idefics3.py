@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reminder_lightning.vlm.tiny.tokenizers import INIT_RANGE, TINY_TEXT, _padded_vocab, train_tokenizer
+from reminder_lightning.vlm.tiny.tokenizers import INIT_RANGE, TINY_TEXT, llama_text_config, train_tokenizer
 
 #: SmolVLM-Instruct's chat template: ``<|im_start|>User:<image>question<end_of_utterance>\nAssistant:``.
 SMOLVLM_CHAT_TEMPLATE = (
@@ -79,7 +79,7 @@ def idefics3_parts(
     The processor writes ``image_seq_len = (crop / patch)^2 / scale_factor^2`` image tokens per crop, the number
     the model's pixel-shuffle connector gives.
     """
-    from transformers import Idefics3Config, Idefics3VisionConfig, LlamaConfig
+    from transformers import Idefics3Config, Idefics3VisionConfig
 
     vision, text = vision or TINY_VISION, text or TINY_TEXT
     tokenizer = smolvlm_tokenizer()
@@ -87,14 +87,7 @@ def idefics3_parts(
     processor = idefics3_processor(tokenizer, vision["image_size"], longest_edge, seq_len, SMOLVLM_CHAT_TEMPLATE)
     config = Idefics3Config(
         vision_config=Idefics3VisionConfig(**vision, initializer_range=init_range),
-        text_config=LlamaConfig(
-            vocab_size=vocab_size or _padded_vocab(tokenizer),
-            **text,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            initializer_range=init_range,
-        ),
+        text_config=llama_text_config(tokenizer, text, vocab_size, init_range),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=scale_factor,
         pad_token_id=tokenizer.pad_token_id,

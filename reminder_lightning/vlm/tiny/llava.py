@@ -10,6 +10,7 @@ from reminder_lightning.vlm.tiny.tokenizers import (
     TINY_TEXT,
     _padded_vocab,
     llama_style_tokenizer,
+    llama_text_config,
     llava_processor,
 )
 
@@ -31,7 +32,7 @@ def llava_parts(
     init_range: float = INIT_RANGE,
 ):
     """``(LlavaConfig, processor)`` of the LLaVA-1.5 layout with the given sizes (default: tiny); no weights."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+    from transformers import CLIPVisionConfig, LlavaConfig
 
     vision, text = vision or TINY_VISION, text or TINY_TEXT
     tokenizer = llama_style_tokenizer()
@@ -39,14 +40,7 @@ def llava_parts(
     vocab = vocab_size or _padded_vocab(tokenizer)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**vision),
-        text_config=LlamaConfig(
-            vocab_size=vocab,
-            **text,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            initializer_range=init_range,
-        ),
+        text_config=llama_text_config(tokenizer, text, vocab, init_range),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         initializer_range=init_range,
         vision_feature_select_strategy="default",

@@ -6,11 +6,13 @@ import torch
 
 from reminder_lightning.vlm.tiny.llava import TINY_VISION
 from reminder_lightning.vlm.tiny.tokenizers import (
+    CLIP_MEAN,
+    CLIP_STD,
     INIT_RANGE,
     LLAVA_CHAT_TEMPLATE,
     TINY_TEXT,
-    _padded_vocab,
     llama_style_tokenizer,
+    llama_text_config,
 )
 
 #: Grid resolutions ``[height, width]`` in 56 px tiles where the real model has 336 px ones (1x2, 2x1, 2x2; the real
@@ -28,8 +30,8 @@ def llava_next_processor(tokenizer, image_size: int, pinpoints: list[list[int]],
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
         image_grid_pinpoints=pinpoints,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
     )
     return LlavaNextProcessor(
         image_processor=image_processor,
@@ -53,21 +55,14 @@ def llava_next_parts(
     The config and the image processor share ``image_grid_pinpoints``: the processor tiles by them and counts image
     tokens with them, the model unpads and packs the tiles' features by them.
     """
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
+    from transformers import CLIPVisionConfig, LlavaNextConfig
 
     vision, text, pinpoints = vision or TINY_VISION, text or TINY_TEXT, pinpoints or TINY_PINPOINTS
     tokenizer = llama_style_tokenizer()
     processor = llava_next_processor(tokenizer, vision["image_size"], pinpoints, LLAVA_CHAT_TEMPLATE)
     config = LlavaNextConfig(
         vision_config=CLIPVisionConfig(**vision),
-        text_config=LlamaConfig(
-            vocab_size=vocab_size or _padded_vocab(tokenizer),
-            **text,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            initializer_range=init_range,
-        ),
+        text_config=llama_text_config(tokenizer, text, vocab_size, init_range),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         initializer_range=init_range,

@@ -9,6 +9,8 @@ from __future__ import annotations
 #: Weight init std of the tiny models. Larger than the usual 0.02 so that a 2-layer random model has
 #: peaked (not near-uniform) next-token distributions that a 4-vector soft prompt can visibly steer.
 INIT_RANGE = 0.2
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # CLIP's pixel normalisation (LLaVA, LLaVA-NeXT)
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 #: The tiny language model's sizes, shared by every family.
 TINY_TEXT = {
     "hidden_size": 64,
@@ -115,8 +117,8 @@ def llava_processor(tokenizer, image_size: int, chat_template: str):
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
     )
     return LlavaProcessor(
         image_processor=image_processor,
@@ -131,3 +133,18 @@ def llava_processor(tokenizer, image_size: int, chat_template: str):
 def _padded_vocab(tokenizer, multiple: int = 64) -> int:
     n = len(tokenizer)
     return ((n + multiple - 1) // multiple) * multiple
+
+
+def llama_text_config(tokenizer, text: dict, vocab_size: int | None = None, init_range: float = INIT_RANGE):
+    """The language model of a tiny twin: a ``LlamaConfig`` of the ``text`` sizes, the tokenizer's special ids and
+    a vocabulary padded to a multiple of 64 (unless ``vocab_size`` is given)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size or _padded_vocab(tokenizer),
+        **text,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=init_range,
+    )
