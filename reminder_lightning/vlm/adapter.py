@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reminder_lightning.vlm.families import VLMFamily, family_for
+from reminder_lightning.vlm.families import VLMFamily, family_for, require_supported
 from reminder_lightning.vlm.processors import load_processor
 
 _DTYPES = {
@@ -87,19 +87,6 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def require(family: VLMFamily, config: Any, processor: Any, name: str, model: nn.Module | None = None) -> None:
-    """Fail early, naming the model type and each missing piece, when a model cannot run here
-    (:meth:`VLMFamily.missing`); a model type without a registered family goes through the generic one."""
-    missing = family.missing(config, processor, model)
-    if missing:
-        how = "no registered family: the generic path" if family.name == "generic" else f"family {family.name!r}"
-        raise ValueError(
-            f"{name}: model_type {config.model_type!r} ({how}) cannot run here; it lacks {'; '.join(missing)}. "
-            "Fix: give the checkpoint what is missing, or register a VLMFamily for this model type in "
-            "reminder_lightning/vlm/families.py (docs/guide.md, 'Supported families')."
-        )
-
-
 class PromptBuilder:
     """Turns (image or None, question) and appended text into model inputs; needs no weights.
 
@@ -119,7 +106,7 @@ class PromptBuilder:
         self.spec = spec
         self.family: VLMFamily = family_for(config.model_type)
         self.generation_eos = generation_eos
-        require(self.family, config, processor, spec.name_or_path)
+        require_supported(self.family, config, processor, spec.name_or_path)
         if self.tokenizer.pad_token_id is None:
             raise ValueError(
                 f"The tokenizer of {spec.name_or_path} has no pad token; set `tokenizer.pad_token` (e.g. to the EOS "
@@ -231,7 +218,7 @@ class VLMAdapter(nn.Module):
         super().__init__()
         self.model = model
         self.inputs = inputs
-        require(inputs.family, inputs.config, inputs.processor, inputs.spec.name_or_path, model)
+        require_supported(inputs.family, inputs.config, inputs.processor, inputs.spec.name_or_path, model)
         rows = int(model.get_input_embeddings().weight.shape[0])
         if rows != inputs.vocab_size:
             raise ValueError(

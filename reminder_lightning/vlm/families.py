@@ -111,6 +111,19 @@ class VLMFamily:
         return {"pixel_values": normalised_pixels(self, image_processor, pixels)}
 
 
+def require_supported(family: VLMFamily, config, processor, name: str, model=None) -> None:
+    """Fail early, naming the model type and each missing piece, when a model cannot run here
+    (:meth:`VLMFamily.missing`); a model type without a registered family goes through the generic one."""
+    missing = family.missing(config, processor, model)
+    if missing:
+        how = "no registered family: the generic path" if family.name == "generic" else f"family {family.name!r}"
+        raise ValueError(
+            f"{name}: model_type {config.model_type!r} ({how}) cannot run here; it lacks {'; '.join(missing)}. "
+            "Fix: give the checkpoint what is missing, or register a VLMFamily for this model type in "
+            "reminder_lightning/vlm/families.py (docs/guide.md, 'Supported families')."
+        )
+
+
 def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """``cumsum(mask) - 1``, with masked slots at 0: ``(B, L)`` long."""
     mask = attention_mask.long()

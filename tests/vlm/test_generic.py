@@ -7,8 +7,8 @@ from PIL import Image
 
 from reminder_lightning.reminder import ReminderGenerator, SoftPrompt
 from reminder_lightning.reminder.generation import steps
-from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec, require
-from reminder_lightning.vlm.families import VLMFamily, known_families
+from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+from reminder_lightning.vlm.families import VLMFamily, known_families, require_supported
 
 PROMPTS = ["What is in the image please?", "Hi", "Describe this long picture in detail now"]
 
@@ -82,5 +82,5 @@ def test_multimodal_rope_without_a_family_fails_naming_the_positions(adapters):
     with pytest.raises(
         ValueError, match=r"model_type 'qwen2_vl' \(no registered family.*1-D positions.*get_rope_index"
     ):
-        require(VLMFamily(), builder.config, builder.processor, "tiny:qwen2_vl", adapter.model)
+        require_supported(VLMFamily(), builder.config, builder.processor, "tiny:qwen2_vl", adapter.model)
     assert adapter.family.missing(builder.config, builder.processor, adapter.model) == []
