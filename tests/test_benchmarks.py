@@ -7,31 +7,28 @@ import sys
 from tests.training.helpers import REPO
 
 
-def test_generation_overhead_benchmark_prints_one_json_object_per_configuration():
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/generation_overhead.py",
-            "--preset",
-            "tiny",
-            "--batch",
-            "1",
-            "2",
-            "--new-tokens",
-            "20",
-            "--interval",
-            "8",
-            "--repeats",
-            "1",
-            "--json",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _json_rows(script: str, *args: str) -> list[dict]:
+    """Run a generation benchmark on the tiny preset (batch 1 and 2, interval 8, one repeat); its JSON rows."""
+    command = [
+        sys.executable,
+        script,
+        "--preset",
+        "tiny",
+        "--batch",
+        "1",
+        "2",
+        "--interval",
+        "8",
+        "--repeats",
+        "1",
+    ]
+    done = subprocess.run([*command, *args, "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_generation_overhead_benchmark_prints_one_json_object_per_configuration():
+    rows = _json_rows("benchmarks/generation_overhead.py", "--new-tokens", "20")
     assert [(r["scenario"], r["batch"]) for r in rows] == [
         ("benign", 1),
         ("benign", 2),
@@ -67,13 +64,7 @@ def test_generation_profile_parts_add_up_and_count_the_loop_steps():
     """16 new tokens, interval 8: 15 decode forwards (the loop stops after the 16th pick, before a forward), checks
     after 7 and 15 tokens when benign; when harmful every sample is flagged at 7 and, as
     ``keep_checking_after_flag`` is off by default, not checked again."""
-    done = subprocess.run(
-        [sys.executable, "benchmarks/generation_profile.py", "--preset", "tiny", "--batch", "1", "2",
-         "--new-tokens", "16", "--interval", "8", "--repeats", "1", "--threads", "1", "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    rows = _json_rows("benchmarks/generation_profile.py", "--new-tokens", "16", "--threads", "1")
     assert [(r["scenario"], r["batch"]) for r in rows] == [
         ("benign", 1),
         ("benign", 2),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from reminder_lightning.attacks.adaptive_pgd import load_defence, require_checks_inside
 from reminder_lightning.attacks.gcg import GCGAttack
-from reminder_lightning.attacks.gcg_search import SuffixLayout, SuffixSearch
+from reminder_lightning.attacks.gcg_search import SuffixLayout, SuffixSearch, suffix_hook
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter
 
@@ -91,15 +91,8 @@ class AdaptiveSuffixSearch(SuffixSearch):
     # ------------------------------------------------------------------ loss
     def loss_with_embeds(self, layout: AdaptiveLayout, embeds: torch.Tensor) -> torch.Tensor:
         """The adaptive loss with the suffix rows replaced by ``embeds`` ``(n, H)`` (differentiable)."""
-        start, end = layout.start, layout.start + layout.length
-
-        def hook(module, args, output):
-            output = output.clone()
-            output[:, start:end] = embeds.to(output.dtype)
-            return output
-
-        ids = layout.encoding["input_ids"][0, start:end][None]
-        total, _ = self._terms(layout, ids, hook)
+        ids = layout.encoding["input_ids"][0, layout.start : layout.start + layout.length][None]
+        total, _ = self._terms(layout, ids, suffix_hook(layout, embeds))
         return total[0]
 
     @torch.no_grad()

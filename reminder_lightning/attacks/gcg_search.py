@@ -42,6 +42,18 @@ class SuffixLayout:
         return {k: v.to(device) for k, v in batch.items()}
 
 
+def suffix_hook(layout: SuffixLayout, embeds: torch.Tensor):
+    """A forward hook for the input-embedding module that writes ``embeds`` ``(n, H)`` into the suffix rows."""
+    start, end = layout.start, layout.start + layout.length
+
+    def hook(module, args, output):
+        output = output.clone()
+        output[:, start:end] = embeds.to(output.dtype)
+        return output
+
+    return hook
+
+
 def attacked_prompt(question: str, suffix: str) -> str:
     """The prompt the attacked model sees."""
     return f"{question} {suffix}"
@@ -127,13 +139,7 @@ class SuffixSearch:
     def loss_with_embeds(self, layout: SuffixLayout, embeds: torch.Tensor) -> torch.Tensor:
         """Target cross-entropy with the suffix rows replaced by ``embeds`` ``(n, H)`` (differentiable)."""
         start, end = layout.start, layout.start + layout.length
-
-        def hook(module, args, output):
-            output = output.clone()
-            output[:, start:end] = embeds.to(output.dtype)
-            return output
-
-        handle = self.embedding.register_forward_hook(hook)
+        handle = self.embedding.register_forward_hook(suffix_hook(layout, embeds))
         try:
             ids = layout.encoding["input_ids"][0, start:end]
             logits = self._target_logits(layout, ids[None])
