@@ -42,10 +42,19 @@ class BenchmarkDataModule(L.LightningDataModule):
         batch_size: Prompts per generation batch and device.
         output_dir: Where the run's results live; samples with a generation there are skipped (resume).
         num_workers: DataLoader workers.
+        sort_by_length: Batch prompts of similar length together, longest first (every row of a batch is padded to
+            its longest prompt, so one long task in a batch of short questions costs the whole batch its length;
+            the longest batch first also shows an out-of-memory error at once). Results are written in benchmark
+            order either way; two runs over the same samples batch them alike, so their answers stay comparable.
     """
 
     def __init__(
-        self, benchmarks: list[Benchmark], batch_size: int = 8, output_dir: str = "runs/eval", num_workers: int = 0
+        self,
+        benchmarks: list[Benchmark],
+        batch_size: int = 8,
+        output_dir: str = "runs/eval",
+        num_workers: int = 0,
+        sort_by_length: bool = True,
     ):
         super().__init__()
         if not benchmarks:
@@ -54,6 +63,7 @@ class BenchmarkDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.output_dir = Path(output_dir)
         self.num_workers = num_workers
+        self.sort_by_length = sort_by_length
         self.samples: list[EvalSample] | None = None
         self.per_benchmark: list[tuple[Benchmark, list[EvalSample]]] = []
         self.todo: list[EvalSample] = []
@@ -67,6 +77,8 @@ class BenchmarkDataModule(L.LightningDataModule):
                 raise ValueError("Two benchmarks produce the same benchmark/id keys; give them distinct names.")
         done = done_keys(self.output_dir)
         self.todo = [s for s in self.samples if sample_key(s.benchmark, s.id) not in done]
+        if self.sort_by_length:  # stable: equal lengths keep benchmark order
+            self.todo.sort(key=lambda s: -len(s.prompt))
         rank_zero_info(
             f"Evaluation: {len(self.samples)} samples, {len(self.samples) - len(self.todo)} already "
             f"answered in {self.output_dir}, {len(self.todo)} to generate."

@@ -42,10 +42,16 @@ def collect_hidden_states(
     if position not in ("prompt_end", "reminder"):
         raise ValueError(f"position must be 'prompt_end' or 'reminder', got {position!r}")
     builder = adapter.inputs
+    # Batches of similar length: one long prompt (a code task) pads every row of its batch to its length, and the
+    # states do not depend on the company a row keeps. The rows go back to the caller's order at the end.
+    order = sorted(
+        range(len(questions)),
+        key=lambda i: -(len(questions[i]) + 4 * (len(prefixes[i]) if prefixes is not None else 0)),
+    )
     states = []
-    for start in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch"):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
         items = []
-        for i in range(start, min(start + batch_size, len(questions))):
+        for i in order[start : start + batch_size]:
             enc = builder.encode_prompt(questions[i], None if images is None else images[i])
             if prefixes is not None:
                 enc = builder.append_tokens(enc, list(prefixes[i]))
@@ -67,7 +73,10 @@ def collect_hidden_states(
             states.append(out.hidden_states[layers][:, -1].float().cpu())
         else:
             states.append(torch.stack([out.hidden_states[i][:, -1] for i in layers], 1).float().cpu())
-    return torch.cat(states)
+    if not states:
+        return torch.zeros(0, *([] if isinstance(layers, int) else [len(layers)]), adapter.hidden_size)
+    stacked = torch.cat(states)
+    return stacked[torch.argsort(torch.tensor(order))]
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:

@@ -24,6 +24,7 @@ from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import DEFAULT_INIT_TEXT, InitKind, SoftPrompt
+from reminder_lightning.training.lr_schedule import LRSchedule, build_scheduler
 from reminder_lightning.training.objectives import Objective, SaptObjective
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
@@ -56,6 +57,10 @@ class SafetyReminderModule(L.LightningModule):
             16, 0.2, gated), stored in the exported artifact. The CLI links it into the data module, whose
             ``sapt.cut: check_points`` cuts prefixes at the same check points.
         optimizer: Optimiser for the soft prompt (default: the reference AdamW).
+        lr_schedule: ``constant`` (the reference), ``cosine`` or ``linear``: warm-up over ``warmup_fraction`` of the
+            steps, then down to 0 at the last step (the total is the trainer's own step count). A decaying rate ends
+            every training seed at a settled point rather than wherever the optimiser's noise left it.
+        warmup_fraction: Share of the steps spent warming up (schedules other than ``constant``).
         gradient_checkpointing: Recompute the frozen model's activations in backward (saves memory on 7B).
         export_path: Where to write ``reminder.safetensors`` at the end of fit; default: the run directory.
         overwrite_export: Replace an existing file at the export path. Off by default: a fit that would overwrite
@@ -76,6 +81,8 @@ class SafetyReminderModule(L.LightningModule):
         train_probe: bool = False,
         schedule: ReminderSchedule | None = None,
         optimizer: OptimizerCallable = reference_adamw,
+        lr_schedule: LRSchedule = LRSchedule.constant,
+        warmup_fraction: float = 0.0,
         gradient_checkpointing: bool = False,
         export_path: str | None = None,
         overwrite_export: bool = False,
@@ -86,6 +93,8 @@ class SafetyReminderModule(L.LightningModule):
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         if cls_weight < 0:
             raise ValueError(f"cls_weight must be >= 0, got {cls_weight}")
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         if train_probe and (not probe_path or cls_weight == 0):
             raise ValueError(
                 "train_probe trains the probe of SAPT's BCE term, but "
@@ -142,7 +151,12 @@ class SafetyReminderModule(L.LightningModule):
         params = list(self.soft_prompt.parameters())
         if self.hparams.train_probe:
             params += [p for p in self.probe.parameters() if p.requires_grad]
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        if LRSchedule(self.hparams.lr_schedule) is LRSchedule.constant:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, self.hparams.lr_schedule, total, self.hparams.warmup_fraction)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
         target = self._export_target()  # on every rank: trainer.log_dir is a collective call under DDP
@@ -170,6 +184,7 @@ class SafetyReminderModule(L.LightningModule):
         bs = batch["labels"].shape[0]
         for name, value in losses.items():
             self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs, sync_dist=False)
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -83,6 +83,16 @@ def test_tiny_evaluation_writes_every_output(tmp_path, capsys):
     assert f"output_dir: {tmp_path}" in saved and "KeywordJudge" in saved
 
 
+def test_prompts_are_batched_by_length_and_written_in_benchmark_order(tmp_path):
+    cli = run_eval(tmp_path)
+    lengths = [len(s.prompt) for s in cli.datamodule.todo]
+    assert len(set(lengths)) > 1 and lengths == sorted(lengths, reverse=True)  # longest batch first
+    assert [r["key"] for r in read_jsonl(tmp_path / "generations.jsonl")] == cli.datamodule.order
+    plain = run_eval(tmp_path / "plain", "--data.sort_by_length=false")
+    assert [len(s.prompt) for s in plain.datamodule.todo] != lengths  # the benchmark order is not sorted already
+    assert [r["key"] for r in read_jsonl(tmp_path / "plain" / "generations.jsonl")] == cli.datamodule.order
+
+
 def test_killed_evaluation_resumes_without_repeating_or_losing(tmp_path):
     with pytest.raises(RuntimeError, match="simulated kill"):
         run_eval(tmp_path, "--model.defence=tests.evaluation.test_run.InterruptedDefence")

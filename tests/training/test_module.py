@@ -205,3 +205,32 @@ def test_wrong_field_name_fails_at_setup_with_the_fix(tmp_path):
 def test_unknown_config_key_is_rejected(tmp_path):
     with pytest.raises(SystemExit):
         run_fit(tmp_path, "--model.num_tokenz=3")
+
+
+def test_lr_schedule_follows_warmup_then_decays_to_zero_at_the_last_step(tmp_path):
+    from reminder_lightning.training.lr_schedule import LRSchedule, lr_factor
+
+    cli = run_fit(
+        tmp_path, "--model.lr_schedule=cosine", "--model.warmup_fraction=0.25", "--trainer.max_epochs=2",
+        "--data.init_args.num_examples=16", "--trainer.log_every_n_steps=1",
+    )  # fmt: skip
+    lrs = step_losses(cli, "train/lr")
+    total = cli.trainer.global_step
+    assert total == 8 and sorted(lrs) == list(range(total))
+    base = cli.trainer.optimizers[0].param_groups[0]["initial_lr"]
+    for step, lr in lrs.items():  # the rate each step ran with: 2 warm-up steps, then half a cosine
+        assert lr == pytest.approx(base * lr_factor(LRSchedule.cosine, step, total, 2), rel=1e-6), (step, lr)
+    assert lrs[0] == pytest.approx(base / 2) and lrs[1] == pytest.approx(base)
+    assert lrs[2] == pytest.approx(base) and all(lrs[s + 1] < lrs[s] for s in range(2, total - 1))
+    assert 0 < lrs[total - 1] < 0.1 * base  # the last step still moves the vectors, a little
+    constant = step_losses(run_fit(tmp_path / "constant", "--trainer.max_epochs=1"), "train/lr")
+    assert constant and all(v == pytest.approx(base) for v in constant.values())  # the default keeps the reference's constant rate
+
+
+def test_lr_schedule_settings_are_checked(tmp_path):
+    from reminder_lightning.training.lr_schedule import LRSchedule, lr_factor
+
+    assert lr_factor(LRSchedule.linear, 3, 4, 0) == pytest.approx(0.25)
+    assert lr_factor(LRSchedule.cosine, 0, 4, 0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="warmup_fraction must be in"):
+        run_fit(tmp_path, "--model.warmup_fraction=1.0")
