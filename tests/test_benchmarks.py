@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.training.helpers import REPO
 
 
@@ -81,3 +83,32 @@ def test_generation_profile_parts_add_up_and_count_the_loop_steps():
         harmful = r["scenario"] == "harmful"
         assert (r["decode_steps"], r["pick_calls"], r["checks"]) == (15, 16, 1 if harmful else 2)
         assert r["flag_step"] == (7 if harmful else None)
+
+
+def test_evaluation_throughput_runs_the_test_command_per_defence_batch_and_sorting(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "benchmarks/evaluation_throughput.py", "--model", "tiny:llava", "--prompts", "6",
+         "--long-share", "0.34", "--batch", "3", "--new-tokens", "20", "--work-dir", str(tmp_path), "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [(r["defence"], r["batch"], r["sorted"]) for r in rows] == [
+        (d, 3, s) for d in ("none", "gated", "always") for s in (False, True)
+    ]
+    for r in rows:
+        assert r["answers"] == 6 and r["generation_s"] > 0
+        assert r["answers_per_s"] == pytest.approx(6 / r["generation_s"], rel=1e-2)
+        assert (r["ratio_vs_unsorted"] is None) == (not r["sorted"])
+    none = {(r["batch"], r["sorted"]): r for r in rows if r["defence"] == "none"}
+    for r in rows:
+        assert r["ratio_vs_none"] == round(r["generation_s"] / none[(r["batch"], r["sorted"])]["generation_s"], 3)
+    # the gated reminder checked every answer and flagged none; always-on kept it at the first check
+    from reminder_lightning.evaluation.store import read_jsonl
+
+    gated = read_jsonl(tmp_path / "eval" / "gated-b3-sorted" / "generations.jsonl")
+    always = read_jsonl(tmp_path / "eval" / "always-b3-sorted" / "generations.jsonl")
+    assert any(g["checks"] for g in gated) and not any(g["flagged"] for g in gated)
+    assert any(a["checks"] for a in always) and all(a["flagged"] for a in always if a["checks"])
+    long = [p for p in (tmp_path / "data" / "prompts.jsonl").read_text().splitlines() if "def summarise" in p]
+    assert len(long) == 2
