@@ -19,8 +19,8 @@ object per configuration with ``--json``, a table otherwise::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from _vlm import machine_name
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,12 +96,13 @@ def _run_test(args, prompts: Path, artifact: Path, defence: str, batch: int, sor
             f"--model.defence.mode={defence}",
         ]
     started = time.perf_counter()
-    cli(["test", f"--model.vlm.name_or_path={args.model}", f"--model.vlm.dtype={args.dtype}", *defence_args,
-         f"--model.output_dir={out}", f"--model.decoding.max_new_tokens={args.new_tokens}",
-         f"--trainer.accelerator={accelerator}", "--trainer.devices=1", "--trainer.logger=false",
-         "--trainer.enable_progress_bar=false", f"--data.batch_size={batch}", f"--data.sort_by_length={sort}",
-         "--data.benchmarks=[{class_path: reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark, "
-         f"init_args: {{path: {prompts}, name: throughput, harmful: false}}}}]"])  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):  # the command's own summary table: stdout keeps only the JSON
+        cli(["test", f"--model.vlm.name_or_path={args.model}", f"--model.vlm.dtype={args.dtype}", *defence_args,
+             f"--model.output_dir={out}", f"--model.decoding.max_new_tokens={args.new_tokens}",
+             f"--trainer.accelerator={accelerator}", "--trainer.devices=1", "--trainer.logger=false",
+             "--trainer.enable_progress_bar=false", f"--data.batch_size={batch}", f"--data.sort_by_length={sort}",
+             "--data.benchmarks=[{class_path: reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark, "
+             f"init_args: {{path: {prompts}, name: throughput, harmful: false}}}}]"])  # fmt: skip
     wall = time.perf_counter() - started
     rows = read_jsonl(out / "generations.jsonl")
     generation = sum(r["seconds"] for r in rows)
@@ -141,8 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     header = {
         "model": args.model,
         "device": args.device,
-        "machine": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
-        "threads": torch.get_num_threads(),
+        "machine": machine_name(args.device),
         "dtype": args.dtype,
         "torch": torch.__version__,
         "date": date.today().isoformat(),
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def _table(results: list[dict]) -> str:
     r = results[0]
     lines = [
-        f"{r['model']}, {r['machine']} ({r['threads']} threads), {r['dtype']}, {r['prompts']} prompts "
+        f"{r['model']}, {r['machine']}, {r['dtype']}, {r['prompts']} prompts "
         f"({r['long_share']:.0%} long), {r['new_tokens']} new tokens:",
         "",
         "| defence | batch | sorted | generation s | answers/s | tokens/s | x none | x unsorted | command wall s |",

@@ -92,7 +92,7 @@ def test_evaluation_throughput_runs_the_test_command_per_defence_batch_and_sorti
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds only the JSON objects
     assert [(r["defence"], r["batch"], r["sorted"]) for r in rows] == [
         (d, 3, s) for d in ("none", "gated", "always") for s in (False, True)
     ]

@@ -44,4 +44,6 @@ def build_scheduler(
             "or trainer.max_steps."
         )
     warmup = int(round(warmup_fraction * total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup)
+    )
