@@ -11,11 +11,14 @@ architecture, seeded random weights, nothing downloaded; see ``reminder_lightnin
 4. ``test`` with the trained reminder on the same prompts: one evaluation batch, end to end.
 
 It prints one JSON object: the device, the peak GPU memory of each stage, the median training step time (the
-first step excluded) and the generation throughput (generated tokens / generation wall time). Only the
+first step excluded), the training tokens per second and, with ``--peak-tflops``, the MFU of SAPT's step (4 FLOPs
+per parameter and token: forward, and backward to the inputs only), and the generation throughput (generated tokens /
+generation wall time). ``--checkpointing on|off`` overrides the config's gradient checkpointing, for the pair. Only the
 model, the data paths and the run length differ from the recipe. On CPU (``--model tiny:llava``) it checks the
 script itself in seconds::
 
     python benchmarks/gpu_smoke.py                                  # a GPU machine, LLaVA-1.5-7B shapes
+    python benchmarks/gpu_smoke.py --checkpointing on --peak-tflops 989   # H100 bf16: MFU, with checkpointing
     python benchmarks/gpu_smoke.py --model shapes:qwen2-vl-7b --config configs/qwen2_vl.yaml
     python benchmarks/gpu_smoke.py --model tiny:llava --device cpu --steps 2 --prompts 2 --new-tokens 4
 """
@@ -65,6 +68,7 @@ class _StepTimer:
     """Wall time of each optimisation step (a Lightning callback, added on the command line)."""
 
     times: list[float] = []
+    tokens: list[int] = []  # non-padding tokens of each step's batch (image tokens included)
 
     def __init__(self):
         import lightning as L
@@ -73,6 +77,7 @@ class _StepTimer:
 
         class Timer(L.Callback):
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                _StepTimer.tokens.append(int(batch["attention_mask"].sum()))
                 outer._start = time.perf_counter()
 
             def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -105,6 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--checkpointing", choices=["config", "on", "off"], default="config",
+                        help="gradient checkpointing as the config sets it, or forced on / off")  # fmt: skip
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's dense peak for MFU (H100 SXM bf16: 989); none: no MFU")  # fmt: skip
     args = parser.parse_args(argv)
 
     from reminder_lightning.cli import main as cli
@@ -141,16 +150,31 @@ def main(argv: list[str] | None = None) -> dict:
          f"--data.init_args.harmful.image_root={data}", f"--data.init_args.benign.image_root={data}",
          "--data.init_args.benign=reminder_lightning.data.sources.LocalRecords",
          f"--data.init_args.benign.path={benign}", "--data.init_args.benign.kind=benign",
-         f"--data.init_args.num_examples={4 * args.steps}", "--data.init_args.num_workers=0"],
+         f"--data.init_args.num_examples={4 * args.steps}", "--data.init_args.num_workers=0",
+         *([] if args.checkpointing == "config" else
+           [f"--model.gradient_checkpointing={'true' if args.checkpointing == 'on' else 'false'}"])],
         run=False,
     )  # fmt: skip
     fit.trainer.callbacks.append(timer.callback)
     fit.trainer.fit(fit.model, datamodule=fit.datamodule)
     steps = _StepTimer.times[1:] or _StepTimer.times
+    tokens = _StepTimer.tokens[1:] or _StepTimer.tokens
+    tokens_per_second = sum(tokens) / sum(steps)
+    # SAPT's step on a frozen model: forward (2 N FLOPs per token) and backward to the input embeddings only
+    # (2 N: activation gradients, no weight gradients), N the parameters outside the vision tower; attention's own
+    # FLOPs and the vision tower's forward are left out, so the MFU is a slight underestimate.
+    named = fit.model.vlm.model.named_parameters()
+    lm_params = sum(p.numel() for n, p in named if "vision" not in n and "visual" not in n)
+    achieved = 4 * lm_params * tokens_per_second / 1e12
     result["fit"] = {
         "steps": len(_StepTimer.times),
         "batch_size": fit.datamodule.batch_size if hasattr(fit.datamodule, "batch_size") else None,
         "median_step_seconds": round(statistics.median(steps), 3),
+        "tokens_per_step": round(statistics.mean(tokens), 1),
+        "tokens_per_second": round(tokens_per_second, 1),
+        "gradient_checkpointing": bool(fit.model.hparams.gradient_checkpointing),
+        "model_tflops": round(achieved, 3),
+        "mfu": round(achieved / args.peak_tflops, 4) if args.peak_tflops else None,
         "seconds": round(time.perf_counter() - started, 1),
         "peak_gpu_gb": _peak_gb(),
         "exported": (work / "reminder.safetensors").is_file(),
