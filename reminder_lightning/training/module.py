@@ -58,7 +58,7 @@ class SafetyReminderModule(L.LightningModule):
             ``sapt.cut: check_points`` cuts prefixes at the same check points.
         optimizer: Optimiser for the soft prompt (default: the reference AdamW).
         lr_schedule: ``constant`` (the reference), ``cosine`` or ``linear``: warm-up over ``warmup_fraction`` of the
-            steps, then down to 0 at the last step (the total is the trainer's own step count). A decaying rate ends
+            steps, then down to near 0 at the last step (the total is the trainer's own step count). A decaying rate ends
             every training seed at a settled point rather than wherever the optimiser's noise left it.
         warmup_fraction: Share of the steps spent warming up (schedules other than ``constant``).
         gradient_checkpointing: Recompute the frozen model's activations in backward (saves memory on 7B).
