@@ -36,8 +36,7 @@ def lr_factor(schedule: LRSchedule, step: int, total: int, warmup: int) -> float
 def build_scheduler(
     optimizer: torch.optim.Optimizer, schedule: LRSchedule, total_steps: int, warmup_fraction: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    if not 0.0 <= warmup_fraction < 1.0:
-        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+    """A per-step scheduler; ``warmup_fraction`` in [0, 1) is checked where the module is built."""
     if total_steps < 1:
         raise ValueError(
             f"The learning-rate schedule needs the number of training steps, got {total_steps}: set trainer.max_epochs "
