@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
-# The demo's robustness run, after `make demo`: two hardening options (the gate recalibrated for randomised check
-# positions, `probe --config configs/demo/probe_jitter.yaml`; adversarial calibration, `harden --config
-# configs/harden/demo.yaml`), then every defence against attacks that ignore it and
-# attacks that know it, over budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/
-# robustness.md, .json, .png.
-#   scripts/demo_robustness.sh [WORK_DIR=runs/demo]
+# The demo's robustness run, after `make demo`: adversarial calibration of the gate (`harden --config
+# configs/harden/demo.yaml`), then every defence against attacks that ignore it and attacks that know it, over
+# budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/robustness.md, .json, .png.
+# With `full`, two more hardening options first (the gate recalibrated for randomised check positions,
+# configs/demo/probe_jitter.yaml, and for four layers at once, configs/demo/probe_layers.yaml), then
+# configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder.
+#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
 # DEMO_ROBUSTNESS_ARGS.
 set -euo pipefail
 set -f  # the extra arguments may hold JSON lists: no globbing
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
+MODE=${2:-fast}
+case "$MODE" in fast | full) ;; *) echo "usage: $0 [WORK_DIR] [fast|full]" >&2; exit 2 ;; esac
 PY=${PYTHON:-python}
 C="$WORK/configs/robustness"
 mkdir -p "$C"
-for f in configs/demo/probe_jitter.yaml configs/demo/probe_gate.yaml configs/demo/eval.yaml \
-  configs/harden/demo.yaml configs/robustness/demo.yaml; do
+for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/demo/probe_gate.yaml \
+  configs/demo/eval.yaml configs/harden/demo.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml; do
   sed -e "s#configs/demo/eval.yaml#$C/demo_eval.yaml#" -e "s#configs/demo/probe_gate.yaml#$C/demo_probe_gate.yaml#" \
     -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$(dirname "$f")")_$(basename "$f")"
 done
 start=$(date +%s)
-echo "== 1. the gate recalibrated for randomised check positions"
-$PY -m reminder_lightning probe --config "$C/demo_probe_jitter.yaml" ${DEMO_PROBE_ARGS:-}
-echo "== [$(($(date +%s) - start)) s] 2. adversarial calibration: rounds of adaptive PGD against the gate and a refit"
+step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+if [ "$MODE" = full ]; then
+  step "the gate recalibrated for randomised check positions"
+  $PY -m reminder_lightning probe --config "$C/demo_probe_jitter.yaml" ${DEMO_PROBE_ARGS:-}
+  step "the gate recalibrated on four layers at once"
+  $PY -m reminder_lightning probe --config "$C/demo_probe_layers.yaml" ${DEMO_PROBE_ARGS:-}
+fi
+step "adversarial calibration: rounds of adaptive PGD against the gate and a refit"
 $PY -m reminder_lightning harden --config "$C/harden_demo.yaml" ${DEMO_HARDEN_ARGS:-}
-echo "== [$(($(date +%s) - start)) s] 3. every defence against every attack and budget"
-$PY -m reminder_lightning robustness --config "$C/robustness_demo.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
+step "every defence against every attack and budget"
+ROBUSTNESS="$C/robustness_demo.yaml"
+[ "$MODE" = full ] && ROBUSTNESS="$C/robustness_demo_full.yaml"
+$PY -m reminder_lightning robustness --config "$ROBUSTNESS" ${DEMO_ROBUSTNESS_ARGS:-}
 echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness/robustness.md"

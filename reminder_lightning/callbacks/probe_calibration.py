@@ -167,7 +167,11 @@ class ProbeCalibration(L.Callback):
                 "benign": len(states["train benign"].sample),
             },
             "fit_every": self.fit_every,
-            "schedule": {"interval": pl_module.schedule.interval, "max_answer_tokens": self.max_answer_tokens},
+            "schedule": {
+                "interval": pl_module.schedule.interval,
+                "max_answer_tokens": self.max_answer_tokens,
+                **({"check_at_end": True} if pl_module.schedule.check_at_end else {}),
+            },
         }
         pl_module.set_gate(choice.probe, choice.threshold, self.report)
         return self.report

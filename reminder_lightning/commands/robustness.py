@@ -5,7 +5,9 @@ For every defence, every attack and every budget: the attack is fitted (a univer
 and the defended model answers them through the generic ``test`` stage (the ``eval_config``'s model, decoding and
 judges). Attacks that ignore the defence are fitted once and shared by every defence; attacks that know it
 (``adaptive: true``) are fitted against each defence that has a reminder artifact (its ``init_args.artifact``
-becomes the attack's ``reminder``), and are not applicable to the others. The clean point (budget 0) is every
+becomes the attack's ``reminder``), once per artifact: defences that share an artifact and differ only in
+generation settings the attack does not model (``fallback_margin``, ``check_at_end``) share its images. They are
+not applicable to defences without an artifact. The clean point (budget 0) is every
 defence's ``test`` on the ``eval_config``'s own benchmarks, benign ones included.
 
 A budget axis names one attack argument and its values (``steps: {param: iterations, values: [15, 30, 60]}``).
@@ -139,8 +141,10 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
         if spec["adaptive"]:
             args["reminder"] = artifact
         record = _record(spec, args, held_out, goal_samples)
-        key = json.dumps({"owner": owner, **record}, sort_keys=True, default=str)
-        if key in made:  # another budget axis made this very point (same attack, same arguments)
+        key = json.dumps(record, sort_keys=True, default=str)
+        # Another budget axis, or another defence with the same artifact (settings the attack does not model, such as
+        # fallback_margin or check_at_end, differ), made this very point: same attack, arguments and artifact.
+        if key in made:
             yield value, made[key]
             continue
         if done.exists():  # a rerun keeps what was attacked, if the same attack made it

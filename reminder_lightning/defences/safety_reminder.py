@@ -26,6 +26,7 @@ class SafetyReminderDefence(Defence):
             log-odds (the gate is unsure); default: the artifact's (0, off).
         jitter: Randomised check positions (one per interval window, drawn per prompt with the decoding seed);
             default: the artifact's (see :class:`~reminder_lightning.reminder.schedule.ReminderSchedule`).
+        check_at_end: One more check where an answer ends after tokens no check has read; default: the artifact's.
     """
 
     name = "safety_reminder"
@@ -41,6 +42,7 @@ class SafetyReminderDefence(Defence):
         refusal_room: int = 0,
         jitter: bool | None = None,
         fallback_margin: float | None = None,
+        check_at_end: bool | None = None,
     ):
         self.artifact = artifact
         overrides = {
@@ -49,6 +51,7 @@ class SafetyReminderDefence(Defence):
             "threshold": threshold,
             "jitter": jitter,
             "fallback_margin": fallback_margin,
+            "check_at_end": check_at_end,
         }
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.overrides.update(
@@ -85,6 +88,7 @@ class SafetyReminderDefence(Defence):
             "threshold": schedule.threshold,
             **({"jitter": True} if schedule.jitter else {}),  # recorded only when on: older folders stay valid
             **({"fallback_margin": schedule.fallback_margin} if schedule.fallback_margin else {}),
+            **({"check_at_end": True} if schedule.check_at_end else {}),
             "return_text": cfg.return_text,
             "refusal_room": cfg.refusal_room,
         }

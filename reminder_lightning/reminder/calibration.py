@@ -98,7 +98,8 @@ def collect_check_states(
     token, with ``schedule``), or one state per question at ``position`` right after the prompt (``answers`` None).
 
     As in generation, a check follows the ``c``-th answer token when the answer has at least ``c`` tokens and
-    ``c < max_new_tokens`` (the decoding budget; None: no limit). With a ``jitter`` schedule the points of each
+    ``c < max_new_tokens`` (the decoding budget; None: no limit), and, with ``check_at_end``, at the end of an answer
+    that ended inside the budget (:meth:`ReminderSchedule.end_point`). With a ``jitter`` schedule the points of each
     answer are drawn as generation draws them with decoding seed ``seed`` (a generator seeded by the seed and the
     question), so states are read where a check of that answer would fall."""
     if answers is not None and (schedule is None or position != "reminder"):
@@ -113,6 +114,9 @@ def collect_check_states(
             limit = len(answers[i]) + 1 if max_new_tokens is None else min(len(answers[i]) + 1, max_new_tokens)
             rng = random.Random(f"{seed}:{question}") if schedule.jitter else None
             points = schedule.check_points(limit, rng)
+            ended = max_new_tokens is None or len(answers[i]) < max_new_tokens
+            end = schedule.end_point(len(answers[i]), points) if ended else None
+            points += [end] if end is not None else []
         for c in points:
             owner.append(i)
             steps.append(c)

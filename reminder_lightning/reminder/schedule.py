@@ -47,6 +47,10 @@ class ReminderSchedule:
             step. Off by default (the reference's fixed schedule).
         fallback_margin: Keep the reminder also where the gate is unsure: P(safe) above the threshold by less than
             this many log-odds (0: off). The cost shows as benign answers flagged; see :attr:`keep_below`.
+        check_at_end: One more check where an answer ends (the model picks its end-of-answer token) after tokens no
+            check has read: an answer shorter than the first check point, or the tail after the last one, is
+            otherwise never looked at. A kept reminder replaces the end and the answer goes on after it. Off by
+            default (the reference's schedule); see :meth:`end_point`.
     """
 
     interval: int = 16
@@ -55,6 +59,7 @@ class ReminderSchedule:
     keep_checking_after_flag: bool = False
     jitter: bool = False
     fallback_margin: float = 0.0
+    check_at_end: bool = False
 
     def __post_init__(self):
         try:
@@ -114,6 +119,15 @@ class ReminderSchedule:
                     points.append(c)
         return points
 
+    def end_point(self, answer_tokens: int, points: list[int]) -> int | None:
+        """With ``check_at_end``, the check an answer that *ended* after ``answer_tokens`` tokens gets there (its
+        end-of-answer token not counted), given its other check ``points``: ``answer_tokens``, unless it is 0 or
+        the last point already reads there. None when off or in mode ``never``. An answer cut by the decoding
+        budget did not end and gets no end check."""
+        if not self.check_at_end or self.mode is GateMode.never or answer_tokens < 1:
+            return None
+        return None if points and points[-1] == answer_tokens else answer_tokens
+
     def replace(self, **changes: Any) -> ReminderSchedule:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
@@ -134,7 +148,7 @@ class ReminderSchedule:
             values["fallback_margin"] = _parse(metadata, "fallback_margin", float)
         if "mode" in metadata:
             values["mode"] = metadata["mode"]
-        for key in ("keep_checking_after_flag", "jitter"):
+        for key in ("keep_checking_after_flag", "jitter", "check_at_end"):
             if key in metadata:
                 flag = metadata[key]
                 if flag not in ("True", "False"):

@@ -87,7 +87,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     ratios = [r["latency_ratio"] for r in table["results"] if r["run"] != "none"]
     assert ratios and all(x > 0 for x in ratios) and (work / "defences" / "tradeoff.png").exists()
 
-    # the robustness run on the same run: the jittered gate, then plain and adaptive PGD over two small budgets
+    # the full robustness run on the same run: the jittered and four-layer gates, then plain and adaptive PGD over two small budgets
     attacks = json.dumps(
         [{"label": "pgd", "class_path": "reminder_lightning.attacks.pgd.PGDImageAttack", "init_args": PGD,
           "budgets": {"steps": {"param": "iterations", "values": [1, 2]}}},
@@ -107,7 +107,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     )  # fmt: skip
     adaptive = json.dumps({**PGD, "iterations": 2}, separators=(",", ":"))
     robust = subprocess.run(
-        ["bash", "scripts/demo_robustness.sh", str(work)], cwd=REPO, capture_output=True, text=True,
+        ["bash", "scripts/demo_robustness.sh", str(work), "full"], cwd=REPO, capture_output=True, text=True,
         env={**env, "DEMO_PROBE_ARGS": "--fit_every 8 --max_new_tokens 20", "DEMO_ROBUSTNESS_ARGS":
              f"--max_prompts 3 --attacks {attacks} --defences {defences} "
              "--test_args [--model.decoding.max_new_tokens=16]",
@@ -116,6 +116,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert robust.returncode == 0, robust.stdout[-3000:] + robust.stderr[-3000:]
     jittered = load_reminder(work / "reminder_jitter.safetensors")
     assert jittered.schedule.jitter and jittered.probe is not None
+    assert list(load_reminder(work / "reminder_layers.safetensors").probe.layers) == [16, 19, 22, 25]  # one probe
     report = json.loads((work / "robustness" / "robustness.json").read_text())
     points = {(r["defence"], r["attack"], r["budget"]) for r in report["points"]["attacked"]}
     assert ("jitter", "adaptive_pgd", 2) in points and ("none", "pgd", 1) in points

@@ -4,6 +4,7 @@ through the generic test stage, into one table, JSON and plot."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,8 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
             {"label": "none", "class_path": "reminder_lightning.defences.none.NoDefence"},
             {"label": "reminder", "class_path": "reminder_lightning.defences.safety_reminder.SafetyReminderDefence",
              "init_args": {"artifact": artifact}},
+            {"label": "fallback", "class_path": "reminder_lightning.defences.safety_reminder.SafetyReminderDefence",
+             "init_args": {"artifact": artifact, "fallback_margin": 1.0}},
         ],
         "attacks": [
             {"label": "pgd", "class_path": "reminder_lightning.attacks.pgd.PGDImageAttack", "init_args": PGD_ARGS,
@@ -70,13 +73,13 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     assert {p.name for p in out.iterdir()} >= {"robustness.md", "robustness.json", "robustness.png", "attacks"}
     points = {(r["defence"], r["attack"], r["axis"], r["budget"]): r for r in report["points"]["attacked"]}
     assert set(points) == {
-        *((d, "pgd", axis, v) for d in ("none", "reminder") for axis, v in (("steps", 2), ("steps", 4), ("eps", 8),
-                                                                             ("eps", 16))),
-        ("reminder", "adaptive_pgd", "steps", 2),
-        ("reminder", "adaptive_gcg", "steps", 1),
+        *((d, "pgd", axis, v) for d in ("none", "reminder", "fallback") for axis, v in (("steps", 2), ("steps", 4),
+                                                                                         ("eps", 8), ("eps", 16))),
+        *((d, "adaptive_pgd", "steps", 2) for d in ("reminder", "fallback")),
+        *((d, "adaptive_gcg", "steps", 1) for d in ("reminder", "fallback")),
     }  # fmt: skip
     # eps 16 at 4 steps is the steps axis' last point: attacked and answered once, reported on both axes
-    for d in ("none", "reminder"):
+    for d in ("none", "reminder", "fallback"):
         assert points[(d, "pgd", "eps", 16)]["folder"] == points[(d, "pgd", "steps", 4)]["folder"]
     assert (out / "attacks/pgd/shared/eps/8/attacked.jsonl").exists()
     assert not (out / "attacks/pgd/shared/eps/16").exists()
@@ -95,12 +98,19 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     # the adaptive attack was fitted against the reminder's artifact
     adaptive = out / "attacks/adaptive_pgd/reminder/steps/2/attacked.jsonl"
     assert adaptive.exists() and not (out / "attacks/adaptive_pgd/none").exists()
+    # ... once per artifact: the fallback's answers are its own, on the reminder's attacked prompts
+    assert not (out / "attacks/adaptive_pgd/fallback").exists()
+    fallback, gated = (points[(d, "adaptive_pgd", "steps", 2)]["folder"] for d in ("fallback", "reminder"))
+    assert fallback != gated
+    answered = [json.loads(line) for line in (Path(fallback) / "generations.jsonl").open()]
+    assert {r["image"] for r in answered} <= {json.loads(line)["image"] for line in adaptive.open()}
+    assert all(r["defence"]["fallback_margin"] == 1.0 for r in answered)
     suffixes = [
         json.loads(line) for line in (out / "attacks/adaptive_gcg/reminder/steps/1/gcg_suffixes.jsonl").open()
     ]
     assert len(suffixes) == 4 and all(r["steps"] == 1 and r["check_p_safe"] for r in suffixes)  # per prompt
     clean = {(r["defence"], r["benchmark"]) for r in report["points"]["clean"]}
-    assert clean == {(d, b) for d in ("none", "reminder") for b in ("tiny_harmful", "tiny_benign")}
+    assert clean == {(d, b) for d in ("none", "reminder", "fallback") for b in ("tiny_harmful", "tiny_benign")}
     table = (out / "robustness.md").read_text()
     assert "## pgd: ASR by iterations (steps)" in table and "not applicable" in table
     # a rerun reuses every attacked set; one with another attack setting in the same folder stops, naming it

@@ -9,7 +9,15 @@ import torch
 
 from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 
-SCHEDULE_FIELDS = ("interval", "threshold", "mode", "keep_checking_after_flag", "jitter", "fallback_margin")
+SCHEDULE_FIELDS = (
+    "interval",
+    "threshold",
+    "mode",
+    "keep_checking_after_flag",
+    "jitter",
+    "fallback_margin",
+    "check_at_end",
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class ReminderGenerationConfig(DecodingSettings):
 
     def updated(self, **overrides: Any) -> ReminderGenerationConfig:
         """A copy with ``overrides``: decoding fields, or the schedule's (``interval``, ``threshold``, ``mode``,
-        ``keep_checking_after_flag``, ``jitter``, ``fallback_margin``), which go into the schedule."""
+        ``keep_checking_after_flag``, ``jitter``, ``fallback_margin``, ``check_at_end``), which go into the schedule."""
         names = {f.name for f in fields(self)}
         unknown = set(overrides) - names - set(SCHEDULE_FIELDS)
         if unknown:

@@ -29,7 +29,7 @@ from reminder_lightning.reminder.generation import steps
 from reminder_lightning.reminder.generation.config import ReminderGenerationConfig, ReminderOutput, StepEvent
 from reminder_lightning.reminder.generation.text import ShownText, seam
 from reminder_lightning.reminder.injection import ReminderInjector
-from reminder_lightning.reminder.schedule import GateMode
+from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
 from reminder_lightning.vlm.adapter import VLMAdapter
 
@@ -152,6 +152,19 @@ class ReminderGenerator:
                 scores = processors(history, next_logits)
                 token = steps.pick_tokens(scores, cfg.do_sample, generator)
                 token = torch.where(run.finished.to(device), torch.full_like(token, pad), token)
+                ending = run.end_checks(token, eos, generated, cfg.schedule)
+                if ending is not None:  # check_at_end: the answer ends after tokens no check has read
+                    after, p_safe, cache = steps.run_check(
+                        model, family, cache, cache_key, attention, ending, placeholders, pos_state, self.probe
+                    )
+                    keep = steps.gate(ending, p_safe, cfg.schedule)
+                    run.record_check(generated - 1, ending, p_safe, keep)
+                    attention = steps.keep_reminder(attention, keep, placeholders.numel())
+                    if bool(keep.any()):  # a kept reminder replaces the end: the answer goes on after it
+                        rescored = processors(history, after)
+                        kept = keep.to(device)
+                        token = torch.where(kept, steps.pick_tokens(rescored, cfg.do_sample, generator), token)
+                        scores = torch.where(kept[:, None], rescored, scores)
                 token_ids, finished = token.tolist(), run.finished.tolist()  # one device sync per step
                 at_limit = [generated >= run.limit(i, cfg) for i in range(batch)]
                 for i in range(batch):
@@ -255,6 +268,22 @@ class _Run:
                 rng = random.Random(f"{cfg.seed}:{prompt}") if cfg.seed is not None else random.SystemRandom()
             for c in schedule.check_points(length, rng):
                 self.check_at.setdefault(c, torch.zeros(len(prompts), dtype=torch.bool))[i] = True
+
+    def end_checks(
+        self, token: torch.Tensor, eos: torch.Tensor, generated: int, schedule: ReminderSchedule
+    ) -> torch.Tensor | None:
+        """``(B,)`` the live samples whose ``generated``-th token ends the answer after ``generated - 1`` tokens
+        that get an end check (:meth:`ReminderSchedule.end_point`: no check read there yet), or None."""
+        if not schedule.check_at_end or schedule.mode is GateMode.never or generated < 2:
+            return None
+        ends = torch.isin(token.cpu(), eos.cpu()) & ~self.finished
+        ends &= ~self.flagged | schedule.keep_checking_after_flag
+        if not bool(ends.any()):
+            return None
+        for i in ends.nonzero().flatten().tolist():
+            points = [c for c, _ in self.checks[i]]
+            ends[i] = schedule.end_point(generated - 1, points) is not None
+        return ends if bool(ends.any()) else None
 
     def due(self, generated: int) -> torch.Tensor | None:
         """``(B,)`` the samples with a check after ``generated`` tokens, or None when no sample has one."""
