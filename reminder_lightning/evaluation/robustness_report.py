@@ -84,6 +84,14 @@ def robustness_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def defence_colours(report: dict[str, Any]) -> dict[str, str]:
+    """One matplotlib colour per defence, the same in every panel: a panel without some defences (an adaptive
+    attack has no point for ``none``) must not shift the others' colours. Order: the report's defences."""
+    labels = [d["label"] for d in report.get("defences", [])]
+    labels += [r["defence"] for r in report["points"]["attacked"]]
+    return {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+
+
 def plot_curves(report: dict[str, Any], path: Path, judge: str | None = None) -> Path:
     """One panel per (attack, budget axis): ASR against budget, one line per defence, the clean ASR dotted."""
     import matplotlib
@@ -98,6 +106,7 @@ def plot_curves(report: dict[str, Any], path: Path, judge: str | None = None) ->
     clean = {
         r["defence"]: r["asr"]["value"] for r in report["points"]["clean"] if r["asr"] and r["judge"] == judge
     }
+    colour = defence_colours(report)
     for ax, (spec, axis, budget) in zip(axes[0], panels, strict=False):
         rows = [r for r in attacked if r["attack"] == spec["label"] and r["axis"] == axis and r["judge"] == judge]
         for defence in dict.fromkeys(r["defence"] for r in rows):
@@ -106,16 +115,17 @@ def plot_curves(report: dict[str, Any], path: Path, judge: str | None = None) ->
             y = [100 * r["asr"]["value"] for r in mine]
             lo = [100 * r["asr"]["ci95"][0] for r in mine]
             hi = [100 * r["asr"]["ci95"][1] for r in mine]
-            line = ax.plot(x, y, marker="o", label=defence)[0]
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+            ax.plot(x, y, marker="o", label=defence, color=colour[defence])
+            ax.fill_between(x, lo, hi, color=colour[defence], alpha=0.12)
             if defence in clean:
-                ax.axhline(100 * clean[defence], color=line.get_color(), linestyle=":", linewidth=1)
+                ax.axhline(100 * clean[defence], color=colour[defence], linestyle=":", linewidth=1)
         ax.set_title(f"{spec['label']} ({axis})")
         ax.set_xlabel(budget["param"])
         ax.set_ylabel(f"ASR % ({judge})")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
+    axes[0][0].legend(list(handles.values()), list(handles), fontsize=7)  # every defence of every panel, once
     fig.suptitle(f"ASR against attack budget ({report['n_prompts']} held-out prompts per point; dotted: clean)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

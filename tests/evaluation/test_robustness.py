@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from reminder_lightning.cli import main
+from reminder_lightning.evaluation.robustness_report import defence_colours
 from tests.conftest import random_reminder
 from tests.training.helpers import REPO
 
@@ -111,6 +112,8 @@ def test_robustness_measures_every_defence_over_budgets_and_shares_what_ignores_
     assert len(suffixes) == 4 and all(r["steps"] == 1 and r["check_p_safe"] for r in suffixes)  # per prompt
     clean = {(r["defence"], r["benchmark"]) for r in report["points"]["clean"]}
     assert clean == {(d, b) for d in ("none", "reminder", "fallback") for b in ("tiny_harmful", "tiny_benign")}
+    colours = defence_colours(report)  # the same colour per defence in every panel, the adaptive one without none
+    assert list(colours) == ["none", "reminder", "fallback"] and len(set(colours.values())) == 3
     table = (out / "robustness.md").read_text()
     assert "## pgd: ASR by iterations (steps)" in table and "not applicable" in table
     # a rerun reuses every attacked set; one with another attack setting in the same folder stops, naming it
