@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The demo's robustness run, after `make demo`: adversarial calibration of the gate (`harden --config
+# The demo's robustness run, after `make demo`: two hardening options (the gate recalibrated on four layers at once,
+# `probe --config configs/demo/probe_layers.yaml`; adversarial calibration, `harden --config
 # configs/harden/demo.yaml`), then every defence against attacks that ignore it and attacks that know it, over
 # budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/robustness.md, .json, .png.
-# With `full`, two more hardening options first (the gate recalibrated for randomised check positions,
-# configs/demo/probe_jitter.yaml, and for four layers at once, configs/demo/probe_layers.yaml), then
+# With `full`, the gate recalibrated for randomised check positions too (configs/demo/probe_jitter.yaml), then
 # configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder.
 #   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
@@ -27,9 +27,9 @@ step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
 if [ "$MODE" = full ]; then
   step "the gate recalibrated for randomised check positions"
   $PY -m reminder_lightning probe --config "$C/demo_probe_jitter.yaml" ${DEMO_PROBE_ARGS:-}
-  step "the gate recalibrated on four layers at once"
-  $PY -m reminder_lightning probe --config "$C/demo_probe_layers.yaml" ${DEMO_PROBE_ARGS:-}
 fi
+step "the gate recalibrated on four layers at once"
+$PY -m reminder_lightning probe --config "$C/demo_probe_layers.yaml" ${DEMO_PROBE_ARGS:-}
 step "adversarial calibration: rounds of adaptive PGD against the gate and a refit"
 $PY -m reminder_lightning harden --config "$C/harden_demo.yaml" ${DEMO_HARDEN_ARGS:-}
 step "every defence against every attack and budget"

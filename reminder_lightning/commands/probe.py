@@ -87,8 +87,7 @@ def fit_probe(
         interval: Check interval for ``answers``; default: the reminder artifact's schedule.
         jitter: Randomised check positions for ``answers`` (validation answers read where a jittered check of
             each would fall; the written reminder checks so); default: the artifact's.
-        check_at_end: Also read at the end of every answer that ended inside ``max_new_tokens`` after tokens no
-            check read (the written reminder checks so); default: the artifact's.
+        check_at_end: Also read where answers end before ``max_new_tokens`` (as generation does); the artifact's.
         max_new_tokens: Decoding budget for ``answers``: checks after fewer tokens than this are read.
         validation_harmful: Harmful validation records the choice and the report use (else a held-out share).
         validation_benign: Benign validation records (same).
@@ -118,9 +117,7 @@ def fit_probe(
     if answers and position != "reminder":
         raise ValueError("answers=true reads at the reminder inside the answer: set position=reminder.")
     if not answers and (jitter is not None or interval is not None or check_at_end is not None):
-        raise ValueError(
-            "interval, jitter and check_at_end set where checks fall inside answers: set answers=true."
-        )
+        raise ValueError("interval, jitter and check_at_end place checks inside answers: set answers=true.")
     if fit_every is not None and (not answers or fit_every < 1):
         raise ValueError(
             f"fit_every (got {fit_every}) reads answers every fit_every >= 1 tokens: set answers=true."
@@ -140,12 +137,8 @@ def fit_probe(
     schedule = None
     if answers:
         base = artifact.schedule if artifact is not None else ReminderSchedule()
-        changes = {
-            k: v
-            for k, v in {"interval": interval, "jitter": jitter, "check_at_end": check_at_end}.items()
-            if v is not None
-        }
-        schedule = base.replace(**changes)
+        given = {"interval": interval, "jitter": jitter, "check_at_end": check_at_end}
+        schedule = base.replace(**{k: v for k, v in given.items() if v is not None})
     rng = random.Random(seed)
     sets: dict[str, list[Record]] = {}
     for name, source in (("harmful", harmful), ("benign", benign)):

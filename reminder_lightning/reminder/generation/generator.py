@@ -269,20 +269,15 @@ class _Run:
             for c in schedule.check_points(length, rng):
                 self.check_at.setdefault(c, torch.zeros(len(prompts), dtype=torch.bool))[i] = True
 
-    def end_checks(
-        self, token: torch.Tensor, eos: torch.Tensor, generated: int, schedule: ReminderSchedule
-    ) -> torch.Tensor | None:
+    def end_checks(self, token, eos, generated: int, schedule: ReminderSchedule) -> torch.Tensor | None:
         """``(B,)`` the live samples whose ``generated``-th token ends the answer after ``generated - 1`` tokens
         that get an end check (:meth:`ReminderSchedule.end_point`: no check read there yet), or None."""
         if not schedule.check_at_end or schedule.mode is GateMode.never or generated < 2:
             return None
-        ends = torch.isin(token.cpu(), eos.cpu()) & ~self.finished
-        ends &= ~self.flagged | schedule.keep_checking_after_flag
-        if not bool(ends.any()):
-            return None
+        live = ~self.finished & (~self.flagged | schedule.keep_checking_after_flag)
+        ends = torch.isin(token.cpu(), eos.cpu()) & live
         for i in ends.nonzero().flatten().tolist():
-            points = [c for c, _ in self.checks[i]]
-            ends[i] = schedule.end_point(generated - 1, points) is not None
+            ends[i] = schedule.end_point(generated - 1, [c for c, _ in self.checks[i]]) is not None
         return ends if bool(ends.any()) else None
 
     def due(self, generated: int) -> torch.Tensor | None:
