@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -140,20 +140,18 @@ class ReminderSchedule:
     def from_metadata(cls, metadata: dict[str, str], **overrides: Any) -> ReminderSchedule:
         """Read the fields an artifact stores (missing ones take the defaults), then apply ``overrides``."""
         values: dict[str, Any] = {}
-        if "interval" in metadata:
-            values["interval"] = _parse(metadata, "interval", int)
-        if "threshold" in metadata:
-            values["threshold"] = _parse(metadata, "threshold", float)
-        if "fallback_margin" in metadata:
-            values["fallback_margin"] = _parse(metadata, "fallback_margin", float)
-        if "mode" in metadata:
-            values["mode"] = metadata["mode"]
-        for key in ("keep_checking_after_flag", "jitter", "check_at_end"):
-            if key in metadata:
-                flag = metadata[key]
+        for f in fields(cls):  # every field, by its type: a new field needs no code here
+            if f.name not in metadata:
+                continue
+            if f.type == "bool":
+                flag = metadata[f.name]
                 if flag not in ("True", "False"):
-                    raise ValueError(f"metadata {key!r} must be 'True' or 'False', got {flag!r}.")
-                values[key] = flag == "True"
+                    raise ValueError(f"metadata {f.name!r} must be 'True' or 'False', got {flag!r}.")
+                values[f.name] = flag == "True"
+            elif f.type in ("int", "float"):
+                values[f.name] = _parse(metadata, f.name, int if f.type == "int" else float)
+            else:  # mode: checked by __post_init__
+                values[f.name] = metadata[f.name]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

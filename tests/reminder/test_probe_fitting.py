@@ -23,9 +23,8 @@ def test_batched_left_padded_states_equal_single_forwards(adapters, family, red_
     soft.initialize("random", adapter.input_embeddings(), seed=0)
     injector = ReminderInjector(adapter.input_embeddings(), soft)
     for position, inj in (("prompt_end", None), ("reminder", injector)):
-        batched = collect_hidden_states(
-            adapter, QUESTIONS, images, position, inj, batch_size=2
-        )  # sorted by length, two batches
+        # sorted by length, two batches
+        batched = collect_hidden_states(adapter, QUESTIONS, images, position, inj, batch_size=2)
         for i, question in enumerate(QUESTIONS):
             enc = adapter.inputs.encode_prompt(question, images[i])
             if position == "reminder":

@@ -224,9 +224,8 @@ def test_lr_schedule_follows_warmup_then_decays_to_zero_at_the_last_step(tmp_pat
     assert lrs[2] == pytest.approx(base) and all(lrs[s + 1] < lrs[s] for s in range(2, total - 1))
     assert 0 < lrs[total - 1] < 0.1 * base  # the last step still moves the vectors, a little
     constant = step_losses(run_fit(tmp_path / "constant", "--trainer.max_epochs=1"), "train/lr")
-    assert constant and all(
-        v == pytest.approx(base) for v in constant.values()
-    )  # the default keeps the reference's constant rate
+    # the default keeps the reference's constant rate
+    assert constant and all(v == pytest.approx(base) for v in constant.values())
 
 
 def test_lr_schedule_settings_are_checked(tmp_path):

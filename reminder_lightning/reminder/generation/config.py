@@ -9,15 +9,7 @@ import torch
 
 from reminder_lightning.reminder.schedule import GateMode, ReminderSchedule
 
-SCHEDULE_FIELDS = (
-    "interval",
-    "threshold",
-    "mode",
-    "keep_checking_after_flag",
-    "jitter",
-    "fallback_margin",
-    "check_at_end",
-)
+SCHEDULE_FIELDS = tuple(f.name for f in fields(ReminderSchedule))  # generation settings that go to the schedule
 
 
 @dataclass(frozen=True)
