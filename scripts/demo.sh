@@ -5,6 +5,8 @@
 # the undefended held-out answers); RUN_DIR what one training run makes (reminder, gate report, defended answers,
 # compare.md). The configs under configs/demo/ name runs/demo; they are rendered for both into RUN_DIR/configs/.
 # Extra arguments per step (the reduced demo test uses them): DEMO_PROMPTS_ARGS, DEMO_TEST_ARGS, DEMO_FIT_ARGS.
+# DEMO_VALIDATION_ONLY=1 stops after the validation comparison (step 6), the held-out prompts unread: how a setting
+# is tried, e.g. DEMO_FIT_ARGS="--data.init_args.sapt.cut check_points" with a fourth argument for its own folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
@@ -36,14 +38,18 @@ fi
 step "5. SAPT training (seed $TRAIN_SEED), then gate calibration on validation answers, then export"
 $PY -m reminder_lightning fit --config "$C/fit.yaml" --seed_everything "$TRAIN_SEED" \
   --data.init_args.seed "$TRAIN_SEED" ${DEMO_FIT_ARGS:-}
-step "6. held-out prompts, undefended"
-$PY -m reminder_lightning test --config "$C/eval.yaml" ${DEMO_TEST_ARGS:-}
-step "7. held-out prompts, with the Safety Reminder"
-$PY -m reminder_lightning test --config "$C/eval.yaml" --config "$C/eval_reminder.yaml" ${DEMO_TEST_ARGS:-}
-step "8. validation prompts, with the Safety Reminder (what settings are chosen on)"
+step "6. validation prompts, with the Safety Reminder (what settings are chosen on)"
 $PY -m reminder_lightning test --config "$C/val_reminder.yaml" ${DEMO_TEST_ARGS:-}
 $PY -m reminder_lightning compare --runs "[$WORK/eval/answers, $RUN/eval/val_safety_reminder]" \
   --output_dir "$RUN/validation"
+if [ -n "${DEMO_VALIDATION_ONLY:-}" ]; then
+  echo "Validation run finished in $(($(date +%s) - start)) s: $RUN/validation/compare.md (held-out prompts unread)"
+  exit 0
+fi
+step "7. held-out prompts, undefended"
+$PY -m reminder_lightning test --config "$C/eval.yaml" ${DEMO_TEST_ARGS:-}
+step "8. held-out prompts, with the Safety Reminder"
+$PY -m reminder_lightning test --config "$C/eval.yaml" --config "$C/eval_reminder.yaml" ${DEMO_TEST_ARGS:-}
 step "9. compare: held-out, undefended vs the Safety Reminder"
 $PY -m reminder_lightning compare --runs "[$WORK/eval/none, $RUN/eval/safety_reminder]" --output_dir "$RUN"
 echo "Demo finished in $(($(date +%s) - start)) s: $RUN/compare.md"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A trained demo reminder's gate calibrated again with the `probe` command (configs/demo/probe_gate.yaml: the
-# candidates and rule the demo's ProbeCalibration uses), then evaluated as steps 7-9 of scripts/demo.sh do:
+# candidates and rule the demo's ProbeCalibration uses), then evaluated as steps 6, 8 and 9 of scripts/demo.sh do:
 # RUN_DIR/regate/{reminder.safetensors, gate.json, validation/compare.md, compare.md}. For a gate setting changed after
 # training (chosen on validation answers), without training the reminder again.
 #   scripts/demo_regate.sh [WORK_DIR=runs/demo] [RUN_DIR=WORK_DIR]

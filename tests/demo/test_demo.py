@@ -73,6 +73,18 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     answered = read_jsonl(work / "eval" / "safety_reminder" / "generations.jsonl")
     assert all(r["defence"]["threshold"] == pytest.approx(gate["threshold"]) for r in answered)
 
+    # a setting tried as settings are chosen: another training run of the split, measured on validation only
+    trial = work / "trial"
+    tried = subprocess.run(
+        ["bash", "scripts/demo.sh", str(work), "1", "1", str(trial)], cwd=REPO, capture_output=True, text=True,
+        env={**env, "DEMO_VALIDATION_ONLY": "1",
+             "DEMO_FIT_ARGS": SMALL["DEMO_FIT_ARGS"] + " --data.init_args.sapt.cut check_points"},
+    )  # fmt: skip
+    assert tried.returncode == 0, tried.stdout[-3000:] + tried.stderr[-3000:]
+    assert "held-out prompts unread" in tried.stdout and "7. held-out prompts" not in tried.stdout
+    assert (trial / "validation" / "compare.md").exists() and (trial / "eval" / "val_safety_reminder").is_dir()
+    assert not (trial / "eval" / "safety_reminder").exists() and not (trial / "compare.md").exists()
+
     # every defence on the same held-out prompts, one command. Twenty-token answers to ten validation prompts hold
     # no refusal for DRO's refusal probe to learn from (it stops, as it should), so DRO reads the harmfulness probe
     # as its refusal direction here; the refusal probe's own chain is tested in tests/data/test_judged_answers.py.
