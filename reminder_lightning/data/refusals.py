@@ -39,6 +39,16 @@ REFUSALS: tuple[str, ...] = (
 )
 
 
+#: The pool without its apologies ("I'm sorry, but ...", "Sorry, ..."): 19 refusals that open with the refusal itself.
+#: A small model that a reminder turns to "I'm sorry" goes on in its own habit ("I'm sorry for any confusion, but this
+#: request is ...") and hedges more often than it refuses; on the demo's validation answers 9 of 11 flagged answers
+#: the keyword judge did not count as refusals had opened so (docs/demo.md).
+DIRECT_REFUSALS: tuple[str, ...] = tuple(r for r in REFUSALS if not r.lower().startswith(("i'm sorry", "sorry")))
+
+#: The pools by name (``demo records --refusals``).
+REFUSAL_POOLS: dict[str, tuple[str, ...]] = {"varied": REFUSALS, "direct": DIRECT_REFUSALS}
+
+
 def refusal_for(key: str, pool: tuple[str, ...] | list[str] = REFUSALS) -> str:
     """The pool's refusal for the record ``key`` (a stable hash picks it)."""
     if not pool:

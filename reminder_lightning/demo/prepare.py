@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
-from reminder_lightning.data.refusals import REFUSALS, refusal_for
+from reminder_lightning.data.refusals import REFUSAL_POOLS, refusal_for
 from reminder_lightning.demo.prompts import (
     BENIGN_KINDS,
     Prompt,
@@ -105,6 +106,7 @@ def records(
     answers_dir: str | None = None,
     judge: str = "keyword",
     refusal: str | None = None,
+    refusals: Literal["varied", "direct"] = "direct",
     min_chars: int = 20,
     target_words: int = 20,
 ) -> dict:
@@ -114,12 +116,18 @@ def records(
         work_dir: The demo's folder.
         answers_dir: The ``test`` output folder holding those answers; default ``<work_dir>/eval/answers``.
         judge: The judge whose verdicts (``judgements.<judge>.jsonl``) decide which harmful answers comply.
-        refusal: The safe answer of every harmful record; None (default): one of the 24 varied refusals of
-            :data:`~reminder_lightning.data.refusals.REFUSALS`, picked per record by a hash of its id.
+        refusal: The safe answer of every harmful record; None (default): one refusal of the ``refusals`` pool,
+            picked per record by a hash of its id.
+        refusals: The pool (:data:`~reminder_lightning.data.refusals.REFUSAL_POOLS`): ``direct`` (default), the 19
+            refusals without an apology, or ``varied``, all 24 of :data:`~reminder_lightning.data.refusals.REFUSALS`
+            (the demo's pool until 2026-12-07; docs/demo.md has both measured).
         min_chars: Shorter answers are left out.
         target_words: The attacker's goals (``data/attack_goals.jsonl``, for ``robustness``) are the train harmful
             records with the first this many words of the model's own compliant answer as the target string.
     """
+    if refusals not in REFUSAL_POOLS:
+        raise ValueError(f"refusals must be one of {sorted(REFUSAL_POOLS)}, got {refusals!r}.")
+    pool = REFUSAL_POOLS[refusals]
     data = Path(work_dir) / "data"
     source = Path(answers_dir) if answers_dir else Path(work_dir) / "eval" / "answers"
     rows = {r["key"]: r for r in read_jsonl(source / "generations.jsonl")}
@@ -144,7 +152,7 @@ def records(
                     continue
                 record = {k: prompt[k] for k in ("id", "question", "image", "category")}
                 if side == "harmful":
-                    record.update(harmful_answer=text, safe_answer=refusal or refusal_for(prompt["id"], REFUSALS))
+                    record.update(harmful_answer=text, safe_answer=refusal or refusal_for(prompt["id"], pool))
                 else:
                     record["safe_answer"] = text
                 out.append(record)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from reminder_lightning.data.refusals import REFUSALS
+from reminder_lightning.data.refusals import DIRECT_REFUSALS
 from reminder_lightning.evaluation.store import read_jsonl
 from reminder_lightning.reminder import load_reminder
 from tests.training.helpers import REPO
@@ -51,7 +51,8 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     assert kinds == {"edgy", "everyday", "step_by_step", "writing", "code"}  # every benign kind is trained on
     sapt = read_jsonl(data / "sapt_train_harmful.jsonl")
     assert sapt and all(r["harmful_answer"] and r["safe_answer"] != r["harmful_answer"] for r in sapt)
-    assert all(r["safe_answer"] in REFUSALS for r in sapt)  # the varied pool, not one sentence
+    assert all(r["safe_answer"] in DIRECT_REFUSALS for r in sapt)  # the pool without apologies, not one sentence
+    assert len({r["safe_answer"] for r in sapt}) > 1
 
     compare = json.loads((work / "compare.json").read_text())
     assert (work / "compare.md").exists() and (work / "compare.png").stat().st_size > 1000
