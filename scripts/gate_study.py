@@ -6,6 +6,8 @@
     python scripts/gate_study.py l2 states_seed2.pt            # the logistic head's L2 penalty
     python scripts/gate_study.py states ... --fit_stride 4 dense_seed2.pt   # training answers read every 4 tokens
     python scripts/gate_study.py dense dense_seed2.pt          # fit on states every 16 / 8 / 4 tokens
+    python scripts/gate_study.py gate_answers states_seed2.pt  # + the answers of the prompts kept for the gate
+    python scripts/gate_study.py families states_seed2.pt      # standardised PCA, shrinkage LDA
 
 ``states`` reads every check state of a demo's training and validation answers with a trained reminder (the
 framework's ``collect_check_states``, as ``ProbeCalibration`` does); the other steps refit and choose gates on those
@@ -16,6 +18,7 @@ over seeded halves); no held-out prompt is read.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -31,9 +34,11 @@ from reminder_lightning.reminder.calibration import (
 from reminder_lightning.reminder.detector import SafetyProbe
 from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
 from reminder_lightning.reminder.injection import ReminderInjector
+from reminder_lightning.reminder.probe_fitting import margin_threshold
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 SETS = ("train_harmful", "train_benign", "val_harmful", "val_benign")
+GATE_SETS = ("gate_harmful", "gate_benign")  # read when the demo folder has them (prompts kept for the gate)
 LAYERS, COMPONENTS = [16, 19, 22, 25], [64, 128]
 
 
@@ -43,7 +48,8 @@ def states(reminder: str, work_dir: str, out: str, fit_stride: int | None = None
     artifact = load_reminder(reminder)
     injector = ReminderInjector(adapter.input_embeddings(), artifact.soft_prompt_module())
     saved = {}
-    for name in SETS:
+    present = [n for n in GATE_SETS if Path(f"{work_dir}/data/sapt_{n}.jsonl").is_file()]
+    for name in SETS + tuple(present):
         records = LocalRecords(path=f"{work_dir}/data/sapt_{name}.jsonl", kind=name.split("_")[1]).load()
         answers = [
             adapter.inputs.encode_text(r.safe_answer if r.is_safe else r.harmful_answer)[:48] for r in records
@@ -61,10 +67,10 @@ def states(reminder: str, work_dir: str, out: str, fit_stride: int | None = None
     torch.save(saved, out)
 
 
-def _load(path: str) -> list[CheckStates]:
+def _load(path: str, sets: tuple[str, ...] = SETS) -> list[CheckStates]:
     d = torch.load(path)
     return [
-        CheckStates(d[k]["hidden"].float(), d[k]["sample"], d[k]["step"], d[k]["layers"], d[k]["n"]) for k in SETS
+        CheckStates(d[k]["hidden"].float(), d[k]["sample"], d[k]["step"], d[k]["layers"], d[k]["n"]) for k in sets
     ]
 
 
@@ -141,8 +147,6 @@ def _mean_logit_rates(probes, threshold_from, measure, target_fpr=0.02):
 
     vh, vb = threshold_from
     s_h, s_b = scores(vh), scores(vb)
-    from reminder_lightning.reminder.probe_fitting import margin_threshold
-
     t = margin_threshold(s_h, s_b, target_fpr)
     mh, mb = (scores(s) for s in measure)
     return float((mh < t).float().mean()), float((mb < t).float().mean())
@@ -150,7 +154,6 @@ def _mean_logit_rates(probes, threshold_from, measure, target_fpr=0.02):
 
 def _concat_rates(th, tb, layers, m, choose, measure, target_fpr=0.02):
     """A probe on the concatenated states of ``layers`` (PCA ``m``), threshold mid-gap on ``choose``."""
-    from reminder_lightning.reminder.probe_fitting import margin_threshold
 
     def stack(s: CheckStates) -> torch.Tensor:
         return torch.cat([s.layer(layer) for layer in layers], dim=-1)
@@ -213,6 +216,63 @@ def dense(path: str, repeats: int = 8) -> None:
                 _print(f"{label}, fpr {fpr}", rates)
 
 
+def gate_answers(path: str, repeats: int = 10) -> None:
+    """Candidates fitted on the training answers alone or with the answers of the prompts kept for the gate, PCA up
+    to 128 or 256; chosen on validation halves at 1 of 50 benign answers, and on all validation answers at 1%."""
+    th, tb, vh, vb, gh, gb = _load(path, SETS + GATE_SETS)
+    sets = {
+        "training answers": (th, tb),
+        "+ gate answers": (CheckStates.concat([th, gh]), CheckStates.concat([tb, gb])),
+    }
+    for components in ([4, 16, 32, 64, 128], [4, 16, 32, 64, 128, 256]):
+        for label, (h, b) in sets.items():
+            candidates = fit_candidates(h, b, [13, 16, 19, 22, 25, 28, -1], components)
+            rates = [_rates(select_gate(candidates, *c, 0.02), m) for _, c, m in _halves(vh, vb, repeats)]
+            _print(f"{label} ({h.num_samples} + {b.num_samples}), PCA <= {components[-1]}", rates)
+            full = select_gate(candidates, vh, vb, 0.01).report
+            print(
+                f"  all validation answers: {full['chosen']}, TPR {full['val_tpr']:.3f}, FPR {full['val_fpr']:.3f}"
+            )
+
+
+def _probe_on(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, m: int, layer: int) -> SafetyProbe:
+    """PCA + logistic regression on the features ``(x - mean) @ w.T``, folded back into a plain SafetyProbe."""
+    mu = x.mean(0)
+    inner = SafetyProbe.fit((x - mu) @ w.T, y, num_components=m, layer=layer)
+    probe = SafetyProbe(x.shape[1], inner.num_components, layer=layer)
+    probe.mean.copy_(mu + inner.mean @ torch.linalg.pinv(w).T)
+    probe.components.copy_(inner.components @ w)
+    probe.coef.copy_(inner.coef)
+    probe.intercept.copy_(inner.intercept)
+    return probe
+
+
+def _lda_direction(x: torch.Tensor, y: torch.Tensor, shrink: float) -> torch.Tensor:
+    """``(1, H)``: the shrinkage-LDA direction from harmful (0) to benign (1) states."""
+    h, b = x[y == 0], x[y == 1]
+    centred = torch.cat([h - h.mean(0), b - b.mean(0)]).double()
+    cov = centred.T @ centred / len(centred)
+    cov = (1 - shrink) * cov + shrink * cov.trace() / len(cov) * torch.eye(len(cov), dtype=cov.dtype)
+    w = torch.linalg.solve(cov, (b.mean(0) - h.mean(0)).double()).float()
+    return (w / w.norm())[None]
+
+
+def families(path: str, repeats: int = 8) -> None:
+    """Plain PCA probes (PCA <= 128, <= 256) against standardised PCA and shrinkage LDA, validation halves."""
+    th, tb, vh, vb = _load(path)
+    labels = torch.cat([torch.zeros(len(th.sample)), torch.ones(len(tb.sample))])
+    plain = fit_candidates(th, tb, [13, 16, 19, 22, 25, 28, -1], [4, 16, 32, 64, 128, 256])
+    groups = {"plain PCA <= 128": {k: v for k, v in plain.items() if "pca256" not in k}, "plain PCA <= 256": plain}
+    xs = {layer: torch.cat([th.layer(layer), tb.layer(layer)]) for layer in [13, 16, 19, 22, 25, 28, -1]}
+    scale = {i: torch.diag(1 / (x.std(0) + 1e-3 * x.std(0).mean())) for i, x in xs.items()}
+    groups["standardised PCA <= 256"] = {f"std{i}_{m}": _probe_on(x, labels, scale[i], m, i) for i, x in xs.items()
+                                         for m in (4, 16, 32, 64, 128, 256)}  # fmt: skip
+    groups["shrinkage LDA"] = {f"lda{i}_{g}": _probe_on(x, labels, _lda_direction(x, labels, g), 1, i)
+                               for i, x in xs.items() for g in (0.05, 0.2, 0.5, 0.9)}  # fmt: skip
+    for label, candidates in groups.items():
+        _print(label, [_rates(select_gate(candidates, *c, 0.02), m) for _, c, m in _halves(vh, vb, repeats)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -221,7 +281,10 @@ def main() -> None:
     s.add_argument("work_dir")
     s.add_argument("out")
     s.add_argument("--fit_stride", type=int, default=None)
-    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8), ("dense", 8)):
+    steps = {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble, "dense": dense,
+             "gate_answers": gate_answers, "families": families}  # fmt: skip
+    for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8), ("dense", 8),
+                          ("gate_answers", 10), ("families", 8)):  # fmt: skip
         p = sub.add_parser(name)
         p.add_argument("states")
         p.add_argument("--repeats", type=int, default=repeats)
@@ -229,7 +292,6 @@ def main() -> None:
     if args.step == "states":
         states(args.reminder, args.work_dir, args.out, args.fit_stride)
     else:
-        steps = {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble, "dense": dense}
         steps[args.step](args.states, args.repeats)
 
 

@@ -43,8 +43,11 @@ class ProbeCalibration(L.Callback):
     Args:
         validation_harmful: Harmful records with answers (the choice is made on these and ``validation_benign``).
         validation_benign: Benign records with the model's own helpful answers.
-        train_harmful: Harmful records the candidates are fitted on; default: the data module's ``harmful``.
-        train_benign: Benign records the candidates are fitted on; default: the data module's ``benign``.
+        train_harmful: Harmful records the candidates are fitted on (one source, or a list read in order); default:
+            the data module's ``harmful``. More answers than SAPT trains on make a better gate: answers of prompts
+            kept for the gate alone can be listed beside the training records.
+        train_benign: Benign records the candidates are fitted on (one source or a list); default: the data
+            module's ``benign``.
         layers: ``hidden_states`` entries the candidates may read (-1: the last layer); an entry that is a list
             (``[16, 22]``) is a candidate reading those layers concatenated (the multi-layer gate).
         components: PCA sizes of the candidates.
@@ -70,8 +73,8 @@ class ProbeCalibration(L.Callback):
         self,
         validation_harmful: RecordSource,
         validation_benign: RecordSource,
-        train_harmful: RecordSource | None = None,
-        train_benign: RecordSource | None = None,
+        train_harmful: RecordSource | list[RecordSource] | None = None,
+        train_benign: RecordSource | list[RecordSource] | None = None,
         layers: list[int | list[int]] | None = None,
         components: list[int] | None = None,
         target_fpr: float = 0.01,
@@ -178,11 +181,11 @@ class ProbeCalibration(L.Callback):
 
     def _records(self, source, datamodule, attribute: str, name: str) -> list[Record]:
         source = source if source is not None else getattr(datamodule, attribute, None)
-        if source is None:
+        if source is None or (isinstance(source, list) and not source):
             raise ValueError(
                 f"ProbeCalibration: no {name} records: set `{name}`, or use a data module with `{attribute}`."
             )
-        return source.load()
+        return [r for s in (source if isinstance(source, list) else [source]) for r in s.load()]
 
     def _states(self, pl_module, injector, records: list[Record], layers: list[int], name: str) -> CheckStates:
         builder = pl_module.vlm.inputs

@@ -35,7 +35,7 @@ from reminder_lightning.demo.prompts import (
 )
 from reminder_lightning.evaluation.store import read_jsonl, write_jsonl
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "gate")  # gate: prompts whose answers only fit the gate
 
 
 def prompts(
@@ -47,6 +47,8 @@ def prompts(
     n_train_benign: int = 80,
     n_val_benign: int = 100,
     n_test_benign: int = 64,
+    n_gate_harmful: int = 80,
+    n_gate_benign: int = 80,
 ) -> dict:
     """Split the prompts and render their images.
 
@@ -59,12 +61,14 @@ def prompts(
         n_train_benign: Benign prompts for training (split evenly over the five kinds).
         n_val_benign: Benign prompts the gate's false-positive rate is set on (split evenly over the kinds).
         n_test_benign: Held-out benign prompts (split evenly over the kinds).
+        n_gate_harmful: More harmful prompts whose answers only fit the gate (SAPT does not train on them).
+        n_gate_benign: More benign prompts whose answers only fit the gate (split evenly over the kinds).
     """
     data = Path(work_dir) / "data"
     rng = random.Random(f"demo-split:{seed}")
     harmful = advbench_prompts()
     rng.shuffle(harmful)
-    sizes = {"harmful": (n_train_harmful, n_val_harmful, n_test_harmful)}
+    sizes = {"harmful": (n_train_harmful, n_val_harmful, n_test_harmful, n_gate_harmful)}
     if sum(sizes["harmful"]) > len(harmful):
         raise ValueError(f"The demo asks for {sum(sizes['harmful'])} harmful prompts; pyrit has {len(harmful)}.")
     splits = {
@@ -77,7 +81,7 @@ def prompts(
         rng.shuffle(pool)
         share = [
             n // len(BENIGN_KINDS) + (1 if k < n % len(BENIGN_KINDS) else 0)
-            for n in (n_train_benign, n_val_benign, n_test_benign)
+            for n in (n_train_benign, n_val_benign, n_test_benign, n_gate_benign)
         ]
         if sum(share) > len(pool):
             raise ValueError(
@@ -110,7 +114,7 @@ def records(
     min_chars: int = 20,
     target_words: int = 20,
 ) -> dict:
-    """SAPT records from the undefended answers to the train and validation prompts.
+    """SAPT records from the undefended answers to the train, validation and gate prompts.
 
     Args:
         work_dir: The demo's folder.
@@ -137,7 +141,7 @@ def records(
             f"No answers in {source / 'generations.jsonl'}: run `test` with the answers config first."
         )
     counts = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "gate"):
         for side in ("harmful", "benign"):
             out = []
             for prompt in read_jsonl(data / f"{split}_{side}.jsonl"):
@@ -145,7 +149,7 @@ def records(
                 if key not in rows or key not in verdicts:
                     raise ValueError(
                         f"{source}: no answer or {judge} verdict for {key}. Fix: rerun `test` with the answers config "
-                        "(it resumes) so every train and validation prompt is answered and judged."
+                        "(it resumes) so every train, validation and gate prompt is answered and judged."
                     )
                 text = rows[key]["text"].strip()
                 if len(text) < min_chars or (side == "harmful" and verdicts[key]["refusal"]):
@@ -170,10 +174,14 @@ def records(
 
 
 def _cut(pool: list[Prompt], sizes: tuple[int, ...] | list[int]) -> list[list[Prompt]]:
-    """``(train, val, test)`` parts of sizes ``sizes``, taken from the pool test first, then validation, then train:
-    the held-out prompts of a seed stay the same whatever the train and validation sizes."""
-    n_train, n_val, n_test = sizes
-    return [pool[n_test + n_val : n_test + n_val + n_train], pool[n_test : n_test + n_val], pool[:n_test]]
+    """``(train, val, test, gate)`` parts of sizes ``sizes``, taken from the pool test first, then validation, then
+    train, then gate: the held-out prompts of a seed stay the same whatever the other sizes, and the train and
+    validation prompts whatever the gate's."""
+    n_train, n_val, n_test, n_gate = sizes
+    start = n_test + n_val + n_train
+    return [
+        pool[n_test + n_val : start], pool[n_test : n_test + n_val], pool[:n_test], pool[start : start + n_gate]
+    ]
 
 
 def _image(data: Path, prompt: Prompt) -> str:

@@ -168,3 +168,21 @@ def test_fit_with_the_callback_exports_the_calibrated_gate(tmp_path, monkeypatch
     assert report["fit_every"] == 2
     per_answer_train = report["train_checks"]["harmful"] / report["train"]["harmful_answers"]
     assert per_answer_train > 1.5 * checks / report["validation"]["harmful_answers"]
+
+
+def test_the_gate_is_fitted_on_every_listed_source_in_order(monkeypatch):
+    """Fitting answers may come from several sources (SAPT's records and answers kept for the gate alone)."""
+    from reminder_lightning.callbacks.probe_calibration import ProbeCalibration
+    from reminder_lightning.data.sources import LocalRecords
+
+    monkeypatch.chdir(REPO)
+    val = LocalRecords("data/tiny/harmful.jsonl", "harmful", limit=2)
+    first, second = (
+        LocalRecords("data/tiny/benign.jsonl", "benign", limit=3),
+        LocalRecords("data/tiny/benign.jsonl", "benign", limit=5),
+    )
+    callback = ProbeCalibration(val, val, train_benign=[first, second])
+    records = callback._records(callback.train_benign, None, "benign_source", "train_benign")
+    assert [r.id for r in records] == [r.id for r in first.load()] + [r.id for r in second.load()]
+    with pytest.raises(ValueError, match="no train_harmful records: set `train_harmful`"):
+        ProbeCalibration(val, val, train_harmful=[])._records([], None, "harmful_source", "train_harmful")

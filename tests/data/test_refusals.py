@@ -26,7 +26,7 @@ def _work(tmp_path):
     data, answers = tmp_path / "data", tmp_path / "eval" / "answers"
     prompts = [{"id": f"advbench-{i}", "question": f"harmful request {i}", "image": f"images/{i}.png",
                 "category": "Physical"} for i in range(3)]  # fmt: skip
-    for split in ("train", "val"):
+    for split in ("train", "val", "gate"):
         for side in ("harmful", "benign"):
             write_jsonl(data / f"{split}_{side}.jsonl", prompts if (split, side) == ("train", "harmful") else [])
     texts = ["Sure, here is how to do it step by step.", "First you gather the materials you need.",

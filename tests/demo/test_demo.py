@@ -20,7 +20,7 @@ from tests.training.helpers import REPO
 
 SMALL = {
     "DEMO_PROMPTS_ARGS": "--n_train_harmful 6 --n_val_harmful 5 --n_test_harmful 5 --n_train_benign 6 "
-    "--n_val_benign 5 --n_test_benign 5",
+    "--n_val_benign 5 --n_test_benign 5 --n_gate_harmful 4 --n_gate_benign 5",
     "DEMO_TEST_ARGS": "--model.decoding.max_new_tokens 20 --trainer.enable_progress_bar false",
     "DEMO_FIT_ARGS": "--trainer.max_epochs 1 --data.init_args.num_examples 8 --trainer.enable_progress_bar false "
     "--trainer.callbacks.max_answer_tokens 20",
@@ -42,7 +42,7 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
     data = work / "data"
     splits = {
         f"{split}_{side}": [r["id"] for r in read_jsonl(data / f"{split}_{side}.jsonl")]
-        for split in ("train", "val", "test")
+        for split in ("train", "val", "test", "gate")
         for side in ("harmful", "benign")
     }
     everything = [i for ids in splits.values() for i in ids]
@@ -71,6 +71,10 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
         art.threshold == pytest.approx(gate["threshold"])
         and json.loads(art.metadata["gate"])["chosen"] == gate["chosen"]
     )
+    fitted_on = {side: len(read_jsonl(data / f"sapt_train_{side}.jsonl")) + len(read_jsonl(data / f"sapt_gate_{side}.jsonl"))
+                 for side in ("harmful", "benign")}  # fmt: skip
+    assert read_jsonl(data / "sapt_gate_benign.jsonl")  # the gate's own prompts were answered and kept
+    assert gate["train"] == {"harmful_answers": fitted_on["harmful"], "benign_answers": fitted_on["benign"]}
     answered = read_jsonl(work / "eval" / "safety_reminder" / "generations.jsonl")
     assert all(r["defence"]["threshold"] == pytest.approx(gate["threshold"]) for r in answered)
 
