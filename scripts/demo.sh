@@ -28,7 +28,7 @@ if [ "$RUN" != "$WORK" ] && [ -f "$WORK/probe.safetensors" ]; then
 else
   step "1. prompts: split (seed $SPLIT_SEED) and typographic images"
   $PY -m reminder_lightning.demo prompts --work_dir "$WORK" --seed "$SPLIT_SEED" ${DEMO_PROMPTS_ARGS:-}
-  step "2. the model answers its train and validation prompts, undefended"
+  step "2. the model answers its train, validation and gate prompts, undefended"
   $PY -m reminder_lightning test --config "$C/answers.yaml" ${DEMO_TEST_ARGS:-}
   step "3. SAPT records from those answers"
   $PY -m reminder_lightning.demo records --work_dir "$WORK"

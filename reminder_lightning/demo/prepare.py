@@ -3,14 +3,17 @@ the demo model's own answers. Everything else in ``make demo`` is a user command
 ``compare``); see ``scripts/demo.sh`` for the chain.
 
 * ``prompts``: AdvBench behaviours and benign requests of five kinds (questions on sensitive-sounding and everyday
-  topics, step-by-step problems, writing tasks, code) split with ``seed`` into train / validation / held-out test
-  (benign kinds stratified), each with a FigStep-style typographic image of its text; written as
-  :class:`~reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark` files ``data/<split>_<side>.jsonl``.
-* ``records``: after ``test`` has answered the train and validation prompts undefended (``eval/answers``), the
+  topics, step-by-step problems, writing tasks, code) split with ``seed`` into train / validation / held-out test /
+  gate (prompts whose answers only fit the gate; benign kinds stratified), each with a FigStep-style typographic
+  image of its text; written as :class:`~reminder_lightning.evaluation.benchmarks.generic.GenericBenchmark` files
+  ``data/<split>_<side>.jsonl``.
+* ``records``: after ``test`` has answered the train, validation and gate prompts undefended (``eval/answers``), the
   model's compliant answers to harmful prompts become SAPT's harmful answers (with a refusal as the safe answer) and
   its own benign answers the benign targets: ``data/sapt_<split>_<side>.jsonl`` in
   :class:`~reminder_lightning.data.sources.LocalRecords` layout. Harmful answers the keyword judge calls refusals
-  are left out (there is nothing harmful to cut a prefix from), and so are answers under ``min_chars``. The same
+  are left out (there is nothing harmful to cut a prefix from), and so are answers under ``min_chars``. The gate
+  split's records (``sapt_gate_*``) only fit the gate (``ProbeCalibration``'s ``train_harmful`` / ``train_benign``,
+  beside the training records); SAPT does not train on them. The same
   train harmful records, with the opening of the model's compliant answer as target, are the attacker's goals for
   ``robustness`` (``data/attack_goals.jsonl``).
 
@@ -180,7 +183,10 @@ def _cut(pool: list[Prompt], sizes: tuple[int, ...] | list[int]) -> list[list[Pr
     n_train, n_val, n_test, n_gate = sizes
     start = n_test + n_val + n_train
     return [
-        pool[n_test + n_val : start], pool[n_test : n_test + n_val], pool[:n_test], pool[start : start + n_gate]
+        pool[n_test + n_val : start],
+        pool[n_test : n_test + n_val],
+        pool[:n_test],
+        pool[start : start + n_gate],
     ]
 
 
