@@ -30,7 +30,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.records import Record, load_image
-from reminder_lightning.data.sources import RecordSource
+from reminder_lightning.data.sources import RecordSource, load_sources
 from reminder_lightning.reminder.calibration import CheckStates, collect_check_states, flat_layers
 from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_gate
 from reminder_lightning.reminder.injection import ReminderInjector
@@ -181,11 +181,11 @@ class ProbeCalibration(L.Callback):
 
     def _records(self, source, datamodule, attribute: str, name: str) -> list[Record]:
         source = source if source is not None else getattr(datamodule, attribute, None)
-        if source is None or (isinstance(source, list) and not source):
+        if source is None:
             raise ValueError(
                 f"ProbeCalibration: no {name} records: set `{name}`, or use a data module with `{attribute}`."
             )
-        return [r for s in (source if isinstance(source, list) else [source]) for r in s.load()]
+        return load_sources(source, "ProbeCalibration", name)
 
     def _states(self, pl_module, injector, records: list[Record], layers: list[int], name: str) -> CheckStates:
         builder = pl_module.vlm.inputs

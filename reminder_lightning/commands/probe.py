@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from reminder_lightning.data.records import Record, attacked_copies, load_image
-from reminder_lightning.data.sources import RecordSource
+from reminder_lightning.data.sources import RecordSource, load_sources
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
 from reminder_lightning.reminder.calibration import (
     collect_check_states,
@@ -41,8 +41,8 @@ from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 def fit_probe(
     vlm: VLMSpec,
-    harmful: RecordSource,
-    benign: RecordSource,
+    harmful: RecordSource | list[RecordSource],
+    benign: RecordSource | list[RecordSource],
     output: str = "runs/probe/probe.safetensors",
     position: Position = "prompt_end",
     reminder: str | None = None,
@@ -73,8 +73,8 @@ def fit_probe(
 
     Args:
         vlm: The model whose hidden states the probe reads.
-        harmful: Harmful records (label 0, unsafe); with ``answers``, their ``harmful_answer`` is read.
-        benign: Harmless records (label 1, safe); with ``answers``, their ``safe_answer`` is read.
+        harmful: Harmful records (label 0, unsafe): a source or a list; with ``answers``, ``harmful_answer`` is read.
+        benign: Harmless records (label 1, safe): a source or a list; with ``answers``, ``safe_answer`` is read.
         output: Probe file to write (safetensors, ``probe.*`` tensors); a JSON report goes beside it.
         position: ``prompt_end`` (the reference) or ``reminder`` (after the trained soft prompt; needs ``reminder``).
         reminder: A ``reminder.safetensors`` whose soft prompt is injected for ``position: reminder``.
@@ -142,7 +142,7 @@ def fit_probe(
     rng = random.Random(seed)
     sets: dict[str, list[Record]] = {}
     for name, source in (("harmful", harmful), ("benign", benign)):
-        records = source.load()
+        records = load_sources(source, "probe", name)
         if max_per_class is not None and len(records) > max_per_class:
             records = rng.sample(records, max_per_class)
         if validation_harmful is None:

@@ -44,6 +44,18 @@ class RecordSource(ABC):
         """Read, validate and return all records (at most ``limit`` when the source has one)."""
 
 
+def load_sources(sources: RecordSource | list[RecordSource] | None, owner: str, field: str) -> list[Record]:
+    """The records of one source, or of a list of sources read in order (e.g. a split's training answers and the
+    answers kept for the gate alone).
+
+    Raises:
+        ValueError: no source, or an empty list, naming ``owner`` and ``field``.
+    """
+    if sources is None or (isinstance(sources, list) and not sources):
+        raise ValueError(f"{owner}: no {field} records: set `{field}` to a record source or a list of them.")
+    return [r for source in (sources if isinstance(sources, list) else [sources]) for r in source.load()]
+
+
 class LocalRecords(RecordSource):
     """Records from a local ``.json`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file with your own column names.
 

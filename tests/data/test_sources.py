@@ -16,6 +16,7 @@ from reminder_lightning.data.sources import (
     HubRecords,
     LocalRecords,
     RecordSource,
+    load_sources,
 )
 from reminder_lightning.data.spa_vl import SPAVLTrain
 from reminder_lightning.data.vlsafe import VLSafeHelpfulness
@@ -204,6 +205,16 @@ def test_sources_are_chosen_by_class_path(images: Path) -> None:
     assert [(r.question, r.safe_answer, r.image) for r in source.load()] == [
         ("What is two plus two?", "Two plus two is four.", None)
     ]
+
+
+def test_load_sources_reads_a_source_or_a_list_in_order_and_refuses_none(images: Path) -> None:
+    first = LocalRecords(str(write_table(images / "a.jsonl", COLUMNS, ROWS[:2])), "harmful")
+    second = LocalRecords(str(write_table(images / "b.jsonl", COLUMNS, ROWS[2:])), "harmful")
+    assert [r.id for r in load_sources(first, "probe", "harmful")] == ["h0", "h1"]
+    assert [r.id for r in load_sources([second, first], "probe", "harmful")] == ["h2", "h0", "h1"]
+    for empty in (None, []):
+        with pytest.raises(ValueError, match=r"probe: no harmful records: set `harmful`"):
+            load_sources(empty, "probe", "harmful")
 
 
 def test_hub_records_via_local_data_files(images: Path) -> None:

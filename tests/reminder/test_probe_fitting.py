@@ -126,7 +126,7 @@ def test_probe_command_calibrates_the_gate_on_answers_and_writes_it_into_the_art
             "probe",
             "--config",
             str(REPO / "configs/probe_tiny.yaml"),
-            f"--harmful={source('harmful', 0, 16)}",
+            f"--harmful=[{source('harmful', 0, 10)}, {source('harmful', 10, 6)}]",  # a list: read in order
             f"--benign={source('benign', 0, 16)}",
             f"--validation_harmful={source('harmful', 16, 8)}",
             f"--validation_benign={source('benign', 16, 8)}",
