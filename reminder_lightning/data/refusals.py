@@ -45,8 +45,13 @@ REFUSALS: tuple[str, ...] = (
 #: the keyword judge did not count as refusals had opened so (docs/demo.md).
 DIRECT_REFUSALS: tuple[str, ...] = tuple(r for r in REFUSALS if not r.lower().startswith(("i'm sorry", "sorry")))
 
+#: The direct refusals that do not open with "I'm" (the demo's pool): SmolLM2 finished the reminder's "I'm not" as
+#: "I'm not sure I can help with that", a hedge; these open on the refusal itself ("I can't", "I won't", "No, ...").
+#: On the demo's validation answers of four reminders the hedges went and keyword ASR fell (docs/demo.md).
+FIRM_REFUSALS: tuple[str, ...] = tuple(r for r in DIRECT_REFUSALS if not r.startswith("I'm"))
+
 #: The pools by name (``demo records --refusals``).
-REFUSAL_POOLS: dict[str, tuple[str, ...]] = {"varied": REFUSALS, "direct": DIRECT_REFUSALS}
+REFUSAL_POOLS: dict[str, tuple[str, ...]] = {"varied": REFUSALS, "direct": DIRECT_REFUSALS, "firm": FIRM_REFUSALS}
 
 
 def refusal_for(key: str, pool: tuple[str, ...] | list[str] = REFUSALS) -> str:

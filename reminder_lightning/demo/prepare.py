@@ -113,7 +113,7 @@ def records(
     answers_dir: str | None = None,
     judge: str = "keyword",
     refusal: str | None = None,
-    refusals: Literal["varied", "direct"] = "direct",
+    refusals: Literal["varied", "direct", "firm"] = "firm",
     min_chars: int = 20,
     target_words: int = 20,
 ) -> dict:
@@ -125,9 +125,9 @@ def records(
         judge: The judge whose verdicts (``judgements.<judge>.jsonl``) decide which harmful answers comply.
         refusal: The safe answer of every harmful record; None (default): one refusal of the ``refusals`` pool,
             picked per record by a hash of its id.
-        refusals: The pool (:data:`~reminder_lightning.data.refusals.REFUSAL_POOLS`): ``direct`` (default), the 19
-            refusals without an apology, or ``varied``, all 24 of :data:`~reminder_lightning.data.refusals.REFUSALS`
-            (the demo's pool until 2026-12-07; docs/demo.md has both measured).
+        refusals: The pool (:data:`~reminder_lightning.data.refusals.REFUSAL_POOLS`): ``firm`` (default), the 15
+            refusals that neither apologise nor open with "I'm"; ``direct``, the 19 without an apology; or
+            ``varied``, all 24 of :data:`~reminder_lightning.data.refusals.REFUSALS` (docs/demo.md has each measured).
         min_chars: Shorter answers are left out.
         target_words: The attacker's goals (``data/attack_goals.jsonl``, for ``robustness``) are the train harmful
             records with the first this many words of the model's own compliant answer as the target string.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reminder_lightning.data.refusals import DIRECT_REFUSALS, REFUSAL_POOLS, REFUSALS, refusal_for
+from reminder_lightning.data.refusals import DIRECT_REFUSALS, FIRM_REFUSALS, REFUSAL_POOLS, REFUSALS, refusal_for
 from reminder_lightning.demo.prepare import records
 from reminder_lightning.evaluation.judges.keyword import KeywordJudge
 from reminder_lightning.evaluation.store import read_jsonl, write_jsonl
@@ -18,7 +18,13 @@ def test_direct_pool_is_the_varied_pool_without_its_apologies():
     # still refusals a judge that never saw them recognises, and still varied in wording
     assert all(v.refusal for v in KeywordJudge().judge(["q"] * len(DIRECT_REFUSALS), list(DIRECT_REFUSALS)))
     assert len({r.split()[0] + " " + r.split()[1] for r in DIRECT_REFUSALS}) >= 10
-    assert REFUSAL_POOLS == {"varied": REFUSALS, "direct": DIRECT_REFUSALS}
+    assert REFUSAL_POOLS == {"varied": REFUSALS, "direct": DIRECT_REFUSALS, "firm": FIRM_REFUSALS}
+
+
+def test_firm_pool_is_the_direct_pool_without_openings_on_im():
+    assert set(FIRM_REFUSALS) < set(DIRECT_REFUSALS) and len(FIRM_REFUSALS) == 15
+    assert not any(r.startswith("I'm") for r in FIRM_REFUSALS)
+    assert all(v.refusal for v in KeywordJudge().judge(["q"] * len(FIRM_REFUSALS), list(FIRM_REFUSALS)))
 
 
 def _work(tmp_path):
@@ -38,7 +44,7 @@ def _work(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("pool", ["varied", "direct"])
+@pytest.mark.parametrize("pool", ["varied", "direct", "firm"])
 def test_records_draw_safe_answers_from_the_chosen_pool(tmp_path, pool):
     work = _work(tmp_path)
     records(work_dir=str(work), refusals=pool)
@@ -49,5 +55,5 @@ def test_records_draw_safe_answers_from_the_chosen_pool(tmp_path, pool):
 
 
 def test_records_refuse_an_unknown_pool(tmp_path):
-    with pytest.raises(ValueError, match=r"refusals must be one of \['direct', 'varied'\], got 'polite'"):
+    with pytest.raises(ValueError, match=r"refusals must be one of \['direct', 'firm', 'varied'\], got 'polite'"):
         records(work_dir=str(_work(tmp_path)), refusals="polite")
