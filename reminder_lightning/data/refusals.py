@@ -47,7 +47,7 @@ DIRECT_REFUSALS: tuple[str, ...] = tuple(r for r in REFUSALS if not r.lower().st
 
 #: The direct refusals that do not open with "I'm" (the demo's pool): SmolLM2 finished the reminder's "I'm not" as
 #: "I'm not sure I can help with that", a hedge; these open on the refusal itself ("I can't", "I won't", "No, ...").
-#: On the demo's validation answers of four reminders the hedges went and keyword ASR fell (docs/demo.md).
+#: On the demo's validation answers of five reminders the hedges went and keyword ASR fell (docs/demo.md).
 FIRM_REFUSALS: tuple[str, ...] = tuple(r for r in DIRECT_REFUSALS if not r.startswith("I'm"))
 
 #: The pools by name (``demo records --refusals``).
