@@ -8,6 +8,7 @@
     python scripts/gate_study.py dense dense_seed2.pt          # fit on states every 16 / 8 / 4 tokens
     python scripts/gate_study.py gate_answers states_seed2.pt  # + the answers of the prompts kept for the gate
     python scripts/gate_study.py families states_seed2.pt      # standardised PCA, shrinkage LDA
+    python scripts/gate_study.py criteria states_seed2.pt      # how the candidate is chosen (TPR at FPR, AUC)
 
 ``states`` reads every check state of a demo's training and validation answers with a trained reminder (the
 framework's ``collect_check_states``, as ``ProbeCalibration`` does); the other steps refit and choose gates on those
@@ -32,7 +33,7 @@ from reminder_lightning.reminder.calibration import (
     sample_scores,
 )
 from reminder_lightning.reminder.detector import SafetyProbe
-from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
+from reminder_lightning.reminder.gate_selection import _auc, cross_fit_gate, select_gate
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import margin_threshold
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
@@ -273,6 +274,40 @@ def families(path: str, repeats: int = 8) -> None:
         _print(label, [_rates(select_gate(candidates, *c, 0.02), m) for _, c, m in _halves(vh, vb, repeats)])
 
 
+def _tpr_at(h: torch.Tensor, b: torch.Tensor, allowed: int) -> float:
+    """Share of harmful answers scored below the ``allowed + 1``-th lowest benign score."""
+    bound = b.sort().values[allowed] if allowed < len(b) else torch.tensor(float("inf"))
+    return float((h < bound).float().mean())
+
+
+def criteria(path: str, repeats: int = 20) -> None:
+    """How the candidate is chosen: TPR at the target FPR (ties: check AUC; the framework's rule), the answers' ROC
+    AUC, or the mean TPR over 0..5% FPR (a partial AUC); each threshold mid-gap at 1 of 50 benign answers on one
+    validation half, measured on the other."""
+    sets = SETS + GATE_SETS if "gate_harmful" in torch.load(path) else SETS
+    loaded = _load(path, sets)
+    th, tb, vh, vb = loaded[:4]
+    if len(loaded) > 4:
+        th, tb = CheckStates.concat([th, loaded[4]]), CheckStates.concat([tb, loaded[5]])
+    candidates = fit_candidates(th, tb, [13, 16, 19, 22, 25, 28, -1], [4, 16, 32, 64, 128, 256])
+    rules = {
+        "tpr at fpr": None,
+        "answer auc": lambda h, b: _auc(h, b),
+        "mean tpr 0-5% fpr": lambda h, b: sum(_tpr_at(h, b, k) for k in range(int(0.05 * len(b)) + 1)),
+    }
+    rates: dict[str, list] = {name: [] for name in rules}
+    for _, choose, measure in _halves(vh, vb, repeats):
+        rates["tpr at fpr"].append(_rates(select_gate(candidates, *choose, 0.02), measure))
+        scores = {n: [sample_scores(p, s) for s in choose] for n, p in candidates.items()}
+        for name, rule in rules.items():
+            if rule is None:
+                continue
+            best = max(scores, key=lambda n: rule(*scores[n]))
+            rates[name].append(_rates(select_gate({best: candidates[best]}, *choose, 0.02), measure))
+    for name, values in rates.items():
+        _print(name, values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -282,9 +317,9 @@ def main() -> None:
     s.add_argument("out")
     s.add_argument("--fit_stride", type=int, default=None)
     steps = {"compare": compare, "curve": curve, "l2": l2, "ensemble": ensemble, "dense": dense,
-             "gate_answers": gate_answers, "families": families}  # fmt: skip
+             "gate_answers": gate_answers, "families": families, "criteria": criteria}  # fmt: skip
     for name, repeats in (("compare", 6), ("curve", 4), ("l2", 8), ("ensemble", 8), ("dense", 8),
-                          ("gate_answers", 10), ("families", 8)):  # fmt: skip
+                          ("gate_answers", 10), ("families", 8), ("criteria", 20)):  # fmt: skip
         p = sub.add_parser(name)
         p.add_argument("states")
         p.add_argument("--repeats", type=int, default=repeats)
