@@ -33,9 +33,9 @@ from reminder_lightning.reminder.calibration import (
     sample_scores,
 )
 from reminder_lightning.reminder.detector import SafetyProbe
-from reminder_lightning.reminder.gate_selection import _auc, cross_fit_gate, select_gate
+from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
 from reminder_lightning.reminder.injection import ReminderInjector
-from reminder_lightning.reminder.probe_fitting import margin_threshold
+from reminder_lightning.reminder.probe_fitting import margin_threshold, roc_auc
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 SETS = ("train_harmful", "train_benign", "val_harmful", "val_benign")
@@ -284,15 +284,17 @@ def criteria(path: str, repeats: int = 20) -> None:
     """How the candidate is chosen: TPR at the target FPR (ties: check AUC; the framework's rule), the answers' ROC
     AUC, or the mean TPR over 0..5% FPR (a partial AUC); each threshold mid-gap at 1 of 50 benign answers on one
     validation half, measured on the other."""
-    sets = SETS + GATE_SETS if "gate_harmful" in torch.load(path) else SETS
-    loaded = _load(path, sets)
-    th, tb, vh, vb = loaded[:4]
-    if len(loaded) > 4:
-        th, tb = CheckStates.concat([th, loaded[4]]), CheckStates.concat([tb, loaded[5]])
+    try:  # a states file with the gate's own answers adds them to the training answers
+        th, tb, vh, vb, gh, gb = _load(path, SETS + GATE_SETS)
+        th, tb = CheckStates.concat([th, gh]), CheckStates.concat([tb, gb])
+    except KeyError:
+        th, tb, vh, vb = _load(path)
     candidates = fit_candidates(th, tb, [13, 16, 19, 22, 25, 28, -1], [4, 16, 32, 64, 128, 256])
     rules = {
         "tpr at fpr": None,
-        "answer auc": lambda h, b: _auc(h, b),
+        "answer auc": lambda h, b: roc_auc(
+            torch.cat([b, h]), torch.cat([torch.ones(len(b)), torch.zeros(len(h))])
+        ),
         "mean tpr 0-5% fpr": lambda h, b: sum(_tpr_at(h, b, k) for k in range(int(0.05 * len(b)) + 1)),
     }
     rates: dict[str, list] = {name: [] for name in rules}
