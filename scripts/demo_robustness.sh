@@ -4,8 +4,10 @@
 # configs/harden/demo.yaml`), then every defence against attacks that ignore it and attacks that know it, over
 # budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/robustness.md, .json, .png.
 # With `full`, the gate recalibrated for randomised check positions too (configs/demo/probe_jitter.yaml), then
-# configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder.
-#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full]
+# configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder. With `budgets` (after a
+# fast or full run, which made the hardened gate), configs/robustness/demo_budgets.yaml: the budget axes (adaptive
+# PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and hardened reminder, in its own folder.
+#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
 # DEMO_ROBUSTNESS_ARGS.
 set -euo pipefail
@@ -13,17 +15,28 @@ set -f  # the extra arguments may hold JSON lists: no globbing
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
 MODE=${2:-fast}
-case "$MODE" in fast | full) ;; *) echo "usage: $0 [WORK_DIR] [fast|full]" >&2; exit 2 ;; esac
+case "$MODE" in fast | full | budgets) ;; *) echo "usage: $0 [WORK_DIR] [fast|full|budgets]" >&2; exit 2 ;; esac
 PY=${PYTHON:-python}
 C="$WORK/configs/robustness"
 mkdir -p "$C"
 for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/demo/probe_gate.yaml \
-  configs/demo/eval.yaml configs/harden/demo.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml; do
+  configs/demo/eval.yaml configs/harden/demo.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml \
+  configs/robustness/demo_budgets.yaml; do
   sed -e "s#configs/demo/eval.yaml#$C/demo_eval.yaml#" -e "s#configs/demo/probe_gate.yaml#$C/demo_probe_gate.yaml#" \
     -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$(dirname "$f")")_$(basename "$f")"
 done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+if [ "$MODE" = budgets ]; then
+  if [ ! -f "$WORK/harden/reminder.safetensors" ]; then
+    echo "$WORK/harden/reminder.safetensors is missing: run scripts/demo_robustness.sh $WORK first (it hardens the gate)." >&2
+    exit 2
+  fi
+  step "the budget axes: adaptive PGD over steps and eps, adaptive GCG over steps"
+  $PY -m reminder_lightning robustness --config "$C/robustness_demo_budgets.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
+  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_budgets/robustness.md"
+  exit 0
+fi
 if [ "$MODE" = full ]; then
   step "the gate recalibrated for randomised check positions"
   $PY -m reminder_lightning probe --config "$C/demo_probe_jitter.yaml" ${DEMO_PROBE_ARGS:-}

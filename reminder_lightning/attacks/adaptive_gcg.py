@@ -172,12 +172,14 @@ class AdaptiveGCGAttack(GCGAttack):
         self.weights = {"target_weight": target_weight, "safe_weight": safe_weight, "after_weight": after_weight}
         self.reminder_sha256 = file_sha256(reminder)
 
-    def optimise(self, adapter: VLMAdapter, sample: EvalSample) -> dict[str, Any]:
+    def optimise(
+        self, adapter: VLMAdapter, sample: EvalSample, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         if self._search is None or self._search.adapter is not adapter:
             self._search = AdaptiveSuffixSearch(
                 adapter, self.reminder, self.eval_batch_size, self.interval, self.threshold, self.weights
             )
-        row = super().optimise(adapter, sample)
+        row = super().optimise(adapter, sample, previous)
         search = self._search
         layout = search.layout(sample.prompt, self._image(sample), torch.tensor(row["suffix_ids"]), row["target"])
         with torch.no_grad():
@@ -206,5 +208,8 @@ class AdaptiveGCGAttack(GCGAttack):
         longest = max(len(builder.encode_text(self.target_for(s))) for s in samples)
         require_checks_inside(self.name, longest, interval)
 
-    def _is_done(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
-        return super()._is_done(row, sample) and row.get("reminder_sha256") == self.reminder_sha256
+    def _settings(self) -> dict[str, Any]:
+        return {**super()._settings(), "interval": self.interval, "threshold": self.threshold, **self.weights}
+
+    def _same_search(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
+        return super()._same_search(row, sample) and row.get("reminder_sha256") == self.reminder_sha256

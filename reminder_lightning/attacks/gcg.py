@@ -22,11 +22,14 @@ One step, for a suffix ``x`` (``n`` token ids) and a target ``t`` (the answer pr
 
 The search stops early when the target is the greedy continuation (teacher-forced argmax at every target
 position). Suffixes are appended to ``<output_dir>/gcg_suffixes.jsonl`` as they are found; a rerun skips
-every prompt already there with the same question and target.
+every prompt already there with the same question, target and search settings, and (``resume``) continues a prompt
+searched for fewer steps from its stored state (the current suffix and the candidate generator), so a run of 10
+steps resumed to 20 is the run of 20 steps, and a budget curve costs one search to its largest budget.
 """
 
 from __future__ import annotations
 
+import base64
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -62,9 +65,12 @@ class GCGAttack(Attack):
         early_stop: Stop a prompt once the target is the greedy continuation.
         use_image: Keep the sample's image in the prompt (False: a text-only attack; :meth:`apply` then drops
             the image too).
+        resume: Continue a prompt the suffix file holds with fewer steps (same question, target and settings)
+            from its stored state instead of searching it again from the start.
     """
 
     name = "gcg"
+    budget_resumes = "num_steps"  # robustness: one resumed search goes through a curve of num_steps values
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class GCGAttack(Attack):
         init_token: str = "!",
         early_stop: bool = True,
         use_image: bool = True,
+        resume: bool = True,
     ):
         if min(search_width, topk, suffix_length, eval_batch_size) < 1 or num_steps < 0:
             raise ValueError("search_width, topk, suffix_length and eval_batch_size must be >= 1, num_steps >= 0")
@@ -89,6 +96,7 @@ class GCGAttack(Attack):
         self.num_steps, self.search_width, self.topk = num_steps, search_width, topk
         self.suffix_length, self.eval_batch_size, self.seed = suffix_length, eval_batch_size, seed
         self.target, self.init_token, self.early_stop, self.use_image = target, init_token, early_stop, use_image
+        self.resume = resume
         self.adapter: VLMAdapter | None = None
         self._search: SuffixSearch | None = None
         self.steps_run = 0  # optimisation steps done by this object (resume tests count them)
@@ -108,7 +116,8 @@ class GCGAttack(Attack):
         adapter = self._model()
         with JsonlAppender(path) as out, tqdm(total=len(todo), desc="GCG prompts", unit="prompt") as bar:
             for sample in todo:
-                row = self.optimise(adapter, sample)
+                previous = known.get(sample_key(sample.benchmark, sample.id))
+                row = self.optimise(adapter, sample, previous if self._resumes(previous, sample) else None)
                 out.write(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", success=row["success"])
@@ -121,8 +130,9 @@ class GCGAttack(Attack):
             row = known.get(sample_key(s.benchmark, s.id))
             if not self._is_done(row, s):
                 raise ValueError(
-                    f"{path}: no GCG suffix for {s.benchmark}/{s.id} with this question and target; run "
-                    "GCGAttack.fit first (python -m reminder_lightning attack does both)."
+                    f"{path}: no GCG suffix for {s.benchmark}/{s.id} with this question, target, settings and "
+                    f"num_steps {self.num_steps}; run GCGAttack.fit first (python -m reminder_lightning attack "
+                    "does both)."
                 )
             meta = {**s.meta, "attack": self.name, "suffix": row["suffix"], "gcg_loss": row["loss"]}
             out.append(
@@ -140,8 +150,10 @@ class GCGAttack(Attack):
     def target_for(self, sample: EvalSample) -> str:
         return sample.meta.get("target") or self.target
 
-    def optimise(self, adapter: VLMAdapter, sample: EvalSample) -> dict[str, Any]:
-        """Run GCG on one sample; returns its JSONL row."""
+    def optimise(
+        self, adapter: VLMAdapter, sample: EvalSample, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run GCG on one sample (from ``previous``'s stored state, a row of fewer steps); returns its JSONL row."""
         if self._search is None or self._search.adapter is not adapter:  # embedding table, allowed tokens: once
             self._search = SuffixSearch(adapter, self.eval_batch_size)
         search = self._search
@@ -151,11 +163,25 @@ class GCGAttack(Attack):
         generator = torch.Generator().manual_seed(
             self.seed + zlib.crc32(sample_key(sample.benchmark, sample.id).encode())
         )
-        current = init
-        losses, hits = search.losses(layout, current[None])
-        init_loss = best_loss = float(losses[0])
-        best, success, steps = current, bool(hits[0]), 0
-        bar = tqdm(total=self.num_steps, desc="GCG steps", unit="step", leave=False)
+        if previous is None:
+            current = init
+            losses, hits = search.losses(layout, current[None])
+            init_loss = best_loss = float(losses[0])
+            best, success, steps = current, bool(hits[0]), 0
+        else:
+            state = previous["state"]
+            current, best = torch.tensor(state["current_ids"]), torch.tensor(previous["suffix_ids"])
+            generator.set_state(
+                torch.frombuffer(bytearray(base64.b64decode(state["generator"])), dtype=torch.uint8)
+            )
+            init_loss, best_loss, success, steps = (
+                previous["init_loss"],
+                previous["loss"],
+                previous["success"],
+                previous["steps"],
+            )
+        start = steps
+        bar = tqdm(total=self.num_steps, initial=steps, desc="GCG steps", unit="step", leave=False)
         while steps < self.num_steps and not (success and self.early_stop):
             grad = search.token_gradient(layout, current)
             candidates = search.candidates(layout, current, grad, self.topk, self.search_width, generator)
@@ -170,7 +196,7 @@ class GCGAttack(Attack):
                 best, best_loss, success = current, float(losses[i]), bool(hits[i])
             bar.set_postfix(best_loss=f"{best_loss:.3f}", success=success)
         bar.close()
-        self.steps_run += steps
+        self.steps_run += steps - start
         suffix = search.suffix_text(best)
         exact = search.retokenises(layout, image, best)
         return {
@@ -186,11 +212,43 @@ class GCGAttack(Attack):
             "steps": steps,
             "success": success,
             "exact_retokenisation": exact,
+            "settings": self._settings(),
+            "state": {  # where a longer search continues from
+                "current_ids": current.tolist(),
+                "generator": base64.b64encode(generator.get_state().numpy().tobytes()).decode("ascii"),
+            },
         }
 
     # ------------------------------------------------------------------ helpers
+    def _settings(self) -> dict[str, Any]:
+        """The search settings a row was made with (besides ``num_steps``)."""
+        keys = ("search_width", "topk", "suffix_length", "seed", "init_token", "early_stop", "use_image")
+        return {k: getattr(self, k) for k in keys}
+
+    def _same_search(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
+        return (
+            row is not None
+            and row["question"] == sample.prompt
+            and row["target"] == self.target_for(sample)
+            and row.get("settings") == self._settings()
+        )
+
     def _is_done(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
-        return row is not None and row["question"] == sample.prompt and row["target"] == self.target_for(sample)
+        """The row is this search of exactly ``num_steps`` steps (or one that stopped early on success)."""
+        if not self._same_search(row, sample):
+            return False
+        stopped = row["success"] and self.early_stop and row["steps"] <= self.num_steps
+        return row["steps"] == self.num_steps or stopped
+
+    def _resumes(self, row: dict[str, Any] | None, sample: EvalSample) -> bool:
+        """The row is this search cut short (fewer steps, not stopped on success): continue it."""
+        return (
+            self.resume
+            and self._same_search(row, sample)
+            and "state" in row
+            and row["steps"] < self.num_steps
+            and not (row["success"] and self.early_stop)
+        )
 
     def _image(self, sample: EvalSample):
         if not self.use_image or sample.image is None:

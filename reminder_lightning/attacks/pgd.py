@@ -92,6 +92,7 @@ class PGDImageAttack(Attack):
     """
 
     name = "pgd"
+    budget_resumes = "iterations"  # robustness: one resumed run goes through a curve of iterations values
     module_class = PGDImageModule
 
     def __init__(

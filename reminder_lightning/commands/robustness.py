@@ -11,8 +11,11 @@ not applicable to defences without an artifact. The clean point (budget 0) is ev
 defence's ``test`` on the ``eval_config``'s own benchmarks, benign ones included.
 
 A budget axis names one attack argument and its values (``steps: {param: iterations, values: [15, 30, 60]}``).
-For ``iterations`` of an attack that resumes from its last checkpoint (PGD), one run goes through the values in
-order and keeps a copy of the image at each, so a curve costs one run to its largest budget. Writes
+For the argument an attack resumes (its ``budget_resumes``: PGD's ``iterations`` from its last checkpoint, GCG's
+``num_steps`` from each prompt's stored search state), one run goes through the values in order and keeps what it
+had at each (a copy of the image, the suffixes), so a curve costs one run to its largest budget. ``benign
+unchanged`` compares each defence's benign answers with the ``baseline`` defence's (default: ``none`` when listed,
+else the first defence; the report names it). Writes
 ``robustness.md``, ``robustness.json`` and ``robustness.png`` into ``output_dir``; every attack setting is in the
 JSON.
 """
@@ -34,6 +37,7 @@ def robustness(
     output_dir: str = "runs/robustness",
     max_prompts: int | None = None,
     test_args: list[str] | None = None,
+    baseline: str | None = None,
 ) -> dict:
     """Measure every defence against every attack over its budgets.
 
@@ -45,10 +49,13 @@ def robustness(
         defences: ``{label, class_path, init_args}`` per defence, as ``compare`` takes them.
         attacks: ``{label, class_path, init_args, adaptive, fit_on, budgets}`` per attack: ``adaptive`` (the attack
             knows the defence's reminder artifact), ``fit_on`` (``goals``: one universal attack; ``prompts``: a
-            search per attacked prompt, as GCG), ``budgets`` (``{axis: {param, values}}``).
+            search per attacked prompt, as GCG), ``budgets`` (``{axis: {param, values}}``), ``max_prompts`` (this
+            attack on fewer held-out prompts than the run's: a per-prompt search costs per prompt).
         output_dir: Where attacks, answers and the report go.
         max_prompts: Attack only the first this many held-out harmful prompts (fewer prompts per point).
         test_args: More ``test`` arguments for every run.
+        baseline: The defence whose clean benign answers ``benign unchanged`` compares against (default: the one
+            labelled or classed ``none``, else the first; the report names it).
     """
     from reminder_lightning.commands.compare import run_defences
     from reminder_lightning.evaluation.benchmarks.generic import GenericBenchmark
@@ -56,6 +63,7 @@ def robustness(
 
     out = Path(output_dir)
     specs = [_attack_spec(a) for a in attacks]
+    base = _baseline(defences, baseline)
     held_out = GenericBenchmark(prompts, name="held_out", harmful=True, limit=max_prompts).load()
     goal_samples = GenericBenchmark(goals, name="goals", harmful=True).load()
     clean, labels = run_defences(eval_config, defences, str(out / "clean"), test_args or [])
@@ -69,7 +77,8 @@ def robustness(
                 continue  # an attack on the reminder needs one; reported as not applicable
             owner = _safe(label) if spec["adaptive"] else "shared"
             for axis, budget in spec["budgets"].items():
-                points = _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out, made)
+                mine = held_out[: spec["max_prompts"]]  # a per-prompt search may attack fewer
+                points = _attacked_sets(spec, axis, budget, owner, artifact, mine, goal_samples, out, made)
                 for value, jsonl in points:
                     folder = answered.get((label, jsonl))
                     if folder is None:  # the same attacked prompts on another axis are answered once
@@ -89,18 +98,30 @@ def robustness(
         "defences": [{"label": lab, **d} for lab, d in zip(labels, defences, strict=True)],
         "attacks": specs,
         "clean": dict(zip(labels, clean, strict=True)),
-        "points": collect_points(runs, dict(zip(labels, clean, strict=True)), specs),
+        "baseline": labels[base],
+        "points": collect_points(runs, dict(zip(labels, clean, strict=True)), specs, labels[base]),
     }
     write_report(report, out)
     return report
 
 
+def _baseline(defences: list[dict], baseline: str | None) -> int:
+    """Index of the defence ``benign unchanged`` compares against (checked before anything runs)."""
+    labels = [d.get("label") or d.get("class_path", "").rsplit(".", 1)[-1] for d in defences]
+    if baseline is not None:
+        if baseline not in labels:
+            raise ValueError(f"robustness: baseline {baseline!r} is not a defence label (labels: {labels}).")
+        return labels.index(baseline)
+    none = [i for i, d in enumerate(defences) if d.get("class_path", "").endswith(".NoDefence")]
+    return none[0] if none else 0
+
+
 def _attack_spec(raw: dict) -> dict:
-    unknown = set(raw) - {"label", "class_path", "init_args", "adaptive", "fit_on", "budgets"}
+    unknown = set(raw) - {"label", "class_path", "init_args", "adaptive", "fit_on", "budgets", "max_prompts"}
     if unknown or "class_path" not in raw:
         raise ValueError(
-            f"robustness: attack {raw} needs class_path and may have label, init_args, adaptive, fit_on, budgets "
-            f"(unknown: {sorted(unknown)})."
+            f"robustness: attack {raw} needs class_path and may have label, init_args, adaptive, fit_on, budgets, "
+            f"max_prompts (unknown: {sorted(unknown)})."
         )
     spec = {
         "label": raw.get("label") or raw["class_path"].rsplit(".", 1)[-1],
@@ -109,7 +130,10 @@ def _attack_spec(raw: dict) -> dict:
         "adaptive": bool(raw.get("adaptive", False)),
         "fit_on": raw.get("fit_on", "goals"),
         "budgets": dict(raw.get("budgets") or {}),
+        "max_prompts": raw.get("max_prompts"),
     }
+    if spec["max_prompts"] is not None and (not isinstance(spec["max_prompts"], int) or spec["max_prompts"] < 1):
+        raise ValueError(f"robustness: attack {spec['label']}: max_prompts must be a positive integer.")
     if spec["fit_on"] not in ("goals", "prompts"):
         raise ValueError(f"robustness: attack {spec['label']}: fit_on must be 'goals' or 'prompts'.")
     if not spec["budgets"]:
@@ -134,7 +158,7 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
     cls = getattr(importlib.import_module(module), name)
     base = out / "attacks" / _safe(spec["label"]) / owner / axis
     param = budget["param"]
-    resumable = param == "iterations" and "resume" in cls.__init__.__code__.co_varnames
+    resumable = getattr(cls, "budget_resumes", None) == param
     for value in budget["values"]:
         done = base / f"{value}" / "attacked.jsonl"
         args = {**spec["init_args"], param: value}
@@ -152,9 +176,11 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
             made[key] = done
             yield value, done
             continue
-        if resumable:  # one run through the values; the image of each budget is copied out
+        if resumable:  # one run through the values; what it had at each budget is copied out below
             _same_record(base / "run.json", {**record, "arguments": {**record["arguments"], param: None}})
-            args.update(run_name="run", resume=True)
+            args["resume"] = True
+            if "run_name" in cls.__init__.__code__.co_varnames:
+                args["run_name"] = "run"
         run_dir = base if resumable else base / f"{value}"
         attack = cls(**args)
         attack.fit(held_out if spec["fit_on"] == "prompts" else goal_samples, run_dir)

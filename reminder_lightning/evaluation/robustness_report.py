@@ -17,12 +17,15 @@ def _rate(rate: dict | None) -> dict | None:
     return None if rate is None else {k: rate[k] for k in ("value", "hits", "n", "ci95")}
 
 
-def collect_points(runs: list[dict[str, Any]], clean: dict[str, str], specs: list[dict]) -> dict[str, Any]:
+def collect_points(
+    runs: list[dict[str, Any]], clean: dict[str, str], specs: list[dict], baseline: str | None = None
+) -> dict[str, Any]:
     """``{"clean": rows per defence and judge, "attacked": one row per (defence, attack, axis, budget, judge)}``;
-    attacks that know the defence but could not be fitted against it (no reminder) are listed as not applicable."""
+    attacks that know the defence but could not be fitted against it (no reminder) are listed as not applicable.
+    ``baseline``: the defence whose benign answers ``benign_unchanged`` compares against (compare's default)."""
     labels = list(clean)
     clean_rows = []
-    for row in compare_runs(list(clean.values()), labels=labels)["results"]:
+    for row in compare_runs(list(clean.values()), labels=labels, baseline=baseline)["results"]:
         clean_rows.append(
             {"defence": row["run"], "benchmark": row["benchmark"], "judge": row["judge"], "asr": _rate(row["asr"]),
              "over_refusal": _rate(row["over_refusal"]), "benign_unchanged": _rate(row["benign_unchanged"]),
@@ -55,7 +58,9 @@ def _cell(rate: dict | None) -> str:
 def robustness_table(report: dict[str, Any]) -> str:
     """Markdown: the clean numbers per defence, then ASR per attack and budget (one column per budget)."""
     points = report["points"]
-    lines = ["## Clean prompts", "", "| defence | benchmark | judge | ASR | over-refusal | benign unchanged | gate rate |",
+    base = report.get("baseline")
+    unchanged = f"benign unchanged (vs {base})" if base else "benign unchanged"
+    lines = ["## Clean prompts", "", f"| defence | benchmark | judge | ASR | over-refusal | {unchanged} | gate rate |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in points["clean"]:
         gate = r["gate_rate_harmful"] or r["gate_rate_benign"]
@@ -79,8 +84,11 @@ def robustness_table(report: dict[str, Any]) -> str:
                 lines.append(f"| {defence} | {judge} | " + " | ".join(cells) + " |")
     for na in points["not_applicable"]:
         lines.append(f"\n{na['attack']} against {na['defence']}: not applicable ({na['why']}).")
-    lines += ["", f"Held-out harmful prompts per attacked point: {report['n_prompts']}. Intervals are Wilson 95% "
-              "(in %). Every attack setting is in robustness.json."]  # fmt: skip
+    n = report["n_prompts"]
+    fewer = [f"{s['label']} {min(s['max_prompts'], n)}" for s in report["attacks"] if s.get("max_prompts")]
+    fewer_text = f" ({', '.join(fewer)})" if fewer else ""
+    lines += ["", f"Held-out harmful prompts per attacked point: {report['n_prompts']}{fewer_text}. Intervals are "
+              "Wilson 95% (in %). Every attack setting is in robustness.json."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +127,8 @@ def plot_curves(report: dict[str, Any], path: Path, judge: str | None = None) ->
             ax.fill_between(x, lo, hi, color=colour[defence], alpha=0.12)
             if defence in clean:
                 ax.axhline(100 * clean[defence], color=colour[defence], linestyle=":", linewidth=1)
-        ax.set_title(f"{spec['label']} ({axis})")
+        fewer = f", {min(spec['max_prompts'], report['n_prompts'])} prompts" if spec.get("max_prompts") else ""
+        ax.set_title(f"{spec['label']} ({axis}{fewer})")
         ax.set_xlabel(budget["param"])
         ax.set_ylabel(f"ASR % ({judge})")
         ax.set_ylim(-2, 102)

@@ -75,9 +75,9 @@ def test_fit_resumes_and_redoes_only_changed_prompts(adapters, tmp_path):
     third = _attack(adapter, num_steps=2)
     third.fit(SAMPLES, tmp_path)
     assert third.steps_run == 0 and len(read_jsonl(tmp_path / SUFFIX_FILE)) == 2
-    changed = _attack(adapter, num_steps=1, target="Here is how")  # "a" has no meta target: its target changed
+    changed = _attack(adapter, num_steps=2, target="Here is how")  # "a" has no meta target: its target changed
     changed.fit(SAMPLES, tmp_path)
-    assert changed.steps_run == 1
+    assert changed.steps_run == 2
     assert [s.meta["suffix"] for s in changed.apply(SAMPLES, tmp_path)][1] == rows[1]["suffix"]
     with pytest.raises(ValueError, match="no GCG suffix for bench/c"):
         changed.apply([EvalSample("c", "bench", "Other?")], tmp_path)
@@ -135,3 +135,28 @@ def test_text_only_gcg_on_gemma3_drops_the_image(adapters, tmp_path):
     assert row["loss"] <= row["init_loss"] and len(row["suffix_ids"]) == 6
     (attacked,) = attack.apply(SAMPLES[:1], tmp_path)
     assert attacked.image is None and attacked.prompt.endswith(row["suffix"])
+
+
+def test_a_longer_search_continues_a_shorter_one_exactly(adapters, tmp_path):
+    adapter = adapters["llava"]
+    fresh = _attack(adapter, num_steps=4)
+    fresh.fit(SAMPLES, tmp_path / "fresh")
+    short = _attack(adapter, num_steps=2)
+    short.fit(SAMPLES, tmp_path / "resumed")
+    two = short.apply(SAMPLES, tmp_path / "resumed")
+    longer = _attack(adapter, num_steps=4)
+    longer.fit(SAMPLES, tmp_path / "resumed")
+    assert longer.steps_run == 2 * len(SAMPLES)  # only the two steps it lacked, per prompt
+    expected, resumed = (read_jsonl(tmp_path / d / SUFFIX_FILE)[-2:] for d in ("fresh", "resumed"))
+    for a, b in zip(expected, resumed, strict=True):  # the same search as one run of 4 steps
+        assert (a["suffix_ids"], a["steps"], a["state"]) == (b["suffix_ids"], b["steps"], b["state"])
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    # each budget applies its own suffixes: the 2-step set was written before the search went on
+    assert [s.meta["suffix"] for s in two] == [
+        r["suffix"] for r in read_jsonl(tmp_path / "resumed" / SUFFIX_FILE)[:2]
+    ]
+    with pytest.raises(ValueError, match="num_steps 2"):  # the file now holds 4-step suffixes, not 2-step ones
+        short.apply(SAMPLES, tmp_path / "resumed")
+    wider = _attack(adapter, num_steps=4, search_width=8)  # another search setting: searched again, from step 0
+    wider.fit(SAMPLES[:1], tmp_path / "resumed")
+    assert wider.steps_run == 4
