@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from reminder_lightning.data.records import Record, load_image
 from reminder_lightning.data.sources import RecordSource, load_sources
@@ -67,6 +67,9 @@ class ProbeCalibration(L.Callback):
         with_images: Give the records' images to the model, as at inference.
         batch_size: Sequences per forward pass.
         report_path: The JSON report; default ``<trainer.default_root_dir>/gate_calibration.json``.
+        min_val_tpr: Refuse (raise, export nothing) a chosen gate that flags fewer than this share of the
+            validation harmful answers at ``target_fpr`` (None: keep it; a gate short of 100% is always warned about,
+            in the log and the report's ``warnings``). The trained vectors stay in the run's checkpoints.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class ProbeCalibration(L.Callback):
         with_images: bool = True,
         batch_size: int = 16,
         report_path: str | None = None,
+        min_val_tpr: float | None = None,
     ):
         if not 0.0 <= target_fpr < 1.0:
             raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
@@ -110,6 +114,9 @@ class ProbeCalibration(L.Callback):
         self.fit_every = fit_every
         self.with_images, self.batch_size = with_images, batch_size
         self.report_path = report_path
+        if min_val_tpr is not None and not 0.0 < min_val_tpr <= 1.0:
+            raise ValueError(f"min_val_tpr must be None or in (0, 1], got {min_val_tpr}")
+        self.min_val_tpr = min_val_tpr
         self.report: dict | None = None
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -123,6 +130,8 @@ class ProbeCalibration(L.Callback):
                 f"{self.report['components']}), threshold {self.report['threshold']:.4g}; validation answers flagged: "
                 f"harmful {self.report['val_tpr']:.1%}, benign {self.report['val_fpr']:.1%}. Report: {path}"
             )
+            for warning in self.report.get("warnings", []):
+                rank_zero_warn(f"Gate calibration: {warning}")
         trainer.strategy.barrier("probe-calibration")
 
     def calibrate(self, pl_module, datamodule=None) -> dict:
@@ -161,6 +170,7 @@ class ProbeCalibration(L.Callback):
             self.target_fpr,
             self.threshold_rule,
             self.cross_fit_folds,
+            min_val_tpr=self.min_val_tpr,
         )
         self.report = {
             **choice.report,

@@ -64,6 +64,7 @@ def fit_probe(
     cross_fit_folds: int = 0,
     fit_every: int | None = None,
     adversarial_images: list[str] | None = None,
+    min_val_tpr: float | None = None,
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -108,6 +109,9 @@ def fit_probe(
             with each of these images (e.g. universal images an adaptive attack made against this gate) and counts
             as harmful, so the gate is fitted and chosen to flag attacked answers too; the report gives the
             validation TPR on clean and on attacked answers apart. Needs ``answers`` and ``target_fpr``.
+        min_val_tpr: With ``target_fpr``: refuse (raise, write nothing) a chosen gate that flags fewer than this
+            share of the validation harmful answers (None: keep it; a gate short of 100% is warned about, in the
+            printed report and the JSON's ``calibration.warnings``).
         batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
@@ -124,6 +128,8 @@ def fit_probe(
         )
     if adversarial_images and (not answers or target_fpr is None):
         raise ValueError("adversarial_images calibrates the gate inside answers: set answers=true and target_fpr.")
+    if min_val_tpr is not None and target_fpr is None:
+        raise ValueError("min_val_tpr is a floor at an operating point: set target_fpr too.")
     if (validation_harmful is None) != (validation_benign is None):
         raise ValueError("Give both validation_harmful and validation_benign, or neither.")
     layers, components = list(layers or [-1]), list(components or [4])
@@ -183,7 +189,7 @@ def fit_probe(
     if target_fpr is not None:
         choice = calibrate_gate(
             s["train_harmful"], s["train_benign"], s["val_harmful"], s["val_benign"], layers, components, None,
-            target_fpr, threshold_rule, cross_fit_folds, seed,
+            target_fpr, threshold_rule, cross_fit_folds, seed, min_val_tpr,
         )  # fmt: skip
         name, probe, calibration = choice.name, choice.probe, choice.report
         calibration["fit_every"] = fit_every
@@ -292,6 +298,8 @@ def _print_report(report: dict, out: Path) -> None:
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     print(f"  written to {out} (report: {out.with_suffix('.json')})")
+    for warning in (report.get("calibration") or {}).get("warnings", []):
+        print(f"  warning: {warning}")
 
 
 def main(args: list[str] | None = None) -> dict:

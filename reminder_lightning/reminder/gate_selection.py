@@ -174,16 +174,21 @@ def calibrate_gate(
     threshold_rule: ThresholdRule = "mid_gap",
     cross_fit_folds: int = 0,
     seed: int = 0,
+    min_val_tpr: float | None = None,
 ) -> GateChoice:
     """Fit and choose the gate: candidates fitted on the training answers and chosen on the validation answers
-    (``cross_fit_folds`` 0), or :func:`cross_fit_gate` with that many folds."""
+    (``cross_fit_folds`` 0), or :func:`cross_fit_gate` with that many folds; a chosen gate that flags fewer than
+    ``min_val_tpr`` of the validation harmful answers raises (None: it is kept, with a warning in the report)."""
     if cross_fit_folds:
-        return cross_fit_gate(
+        choice = cross_fit_gate(
             train_harmful, train_benign, harmful, benign, layers, components, given, target_fpr, threshold_rule,
             cross_fit_folds, seed,
         )  # fmt: skip
-    candidates = fit_candidates(train_harmful, train_benign, layers, components, given)
-    return select_gate(candidates, harmful, benign, target_fpr, threshold_rule)
+    else:
+        candidates = fit_candidates(train_harmful, train_benign, layers, components, given)
+        choice = select_gate(candidates, harmful, benign, target_fpr, threshold_rule)
+    require_val_tpr(choice.report, min_val_tpr)
+    return choice
 
 
 def _check_selection(candidates, harmful, benign, target_fpr, threshold_rule) -> None:
@@ -250,12 +255,41 @@ def _choose(
         "roc": roc_points(scored[best].answer_harmful, scored[best].answer_benign),
         "candidates": scores,
     }
+    report["warnings"] = []
     if target_fpr > 0 and target_fpr * benign.num_samples < 1:
-        report["warning"] = (
+        report["warnings"].append(
             f"target_fpr {target_fpr} is below the resolution of {benign.num_samples} validation benign answers "
             f"(1/{benign.num_samples} = {1 / benign.num_samples:.4f}): the threshold flags none of them."
         )
+    passed = round((1.0 - report["val_tpr"]) * harmful.num_samples)
+    if passed:
+        report["warnings"].append(short_tpr_message(report, harmful.num_samples))
     return best, report
+
+
+def short_tpr_message(report: dict, harmful_answers: int) -> str:
+    """What a gate that lets validation harmful answers through at its operating point means, and the fixes."""
+    passed = round((1.0 - report["val_tpr"]) * harmful_answers)
+    return (
+        f"the chosen gate ({report['chosen']}) lets {passed} of {harmful_answers} validation harmful answers "
+        f"through at target_fpr {report['target_fpr']} (validation TPR {report['val_tpr']:.1%}): expect about as "
+        "many held-out harmful answers unflagged. Fix: other or more layers / components, more calibration answers, "
+        "or another training seed; min_val_tpr refuses such a gate."
+    )
+
+
+def require_val_tpr(report: dict, min_val_tpr: float | None) -> None:
+    """Fail closed on a gate whose validation TPR at the target FPR is below ``min_val_tpr`` (None: no floor)."""
+    if min_val_tpr is None:
+        return
+    if not 0.0 < min_val_tpr <= 1.0:
+        raise ValueError(f"min_val_tpr must be in (0, 1], got {min_val_tpr}")
+    if report["val_tpr"] < min_val_tpr - 1e-9:
+        harmful = report["validation"]["harmful_answers"]
+        raise ValueError(
+            f"Gate refused: validation TPR {report['val_tpr']:.1%} < min_val_tpr {min_val_tpr:.1%}; "
+            f"{short_tpr_message(report, harmful)} Nothing is exported."
+        )
 
 
 def roc_points(harmful: torch.Tensor, benign: torch.Tensor, max_points: int = 64) -> list[list[float]]:

@@ -10,7 +10,7 @@ import torch
 from reminder_lightning.reminder import load_reminder
 from reminder_lightning.reminder.calibration import CheckStates, fit_candidates, sample_scores
 from reminder_lightning.reminder.detector import SafetyProbe
-from reminder_lightning.reminder.gate_selection import cross_fit_gate, select_gate
+from reminder_lightning.reminder.gate_selection import calibrate_gate, cross_fit_gate, select_gate
 from tests.training.helpers import REPO, run_fit
 
 
@@ -64,7 +64,34 @@ def test_too_few_validation_benign_answers_for_the_target_fpr_are_reported():
     h, b = _two_layer_data(0, 10)
     states_h, states_b = _states(h, list(range(10)), layers, 10), _states(b, list(range(10)), layers, 10)
     choice = select_gate(fit_candidates(states_h, states_b, layers, [2]), states_h, states_b, target_fpr=0.01)
-    assert "below the resolution of 10 validation benign answers" in choice.report["warning"]
+    assert "below the resolution of 10 validation benign answers" in choice.report["warnings"][0]
+
+
+def test_a_gate_that_lets_validation_harmful_answers_through_is_warned_about_or_refused():
+    """Overlapping classes: no threshold flags every harmful answer at 2% FPR. The report says how many pass and
+    what to do; with a floor, the calibration refuses the gate. Separable classes: no such warning."""
+    layers = [5]
+    g = torch.Generator().manual_seed(3)
+    h, b = torch.randn(50, 1, 8, generator=g), torch.randn(50, 1, 8, generator=g)
+    h[:, 0, 0] -= 1.0  # weak signal: the classes overlap
+    b[:, 0, 0] += 1.0
+    states_h, states_b = _states(h, list(range(50)), layers, 50), _states(b, list(range(50)), layers, 50)
+    choice = calibrate_gate(states_h, states_b, states_h, states_b, layers, [2], target_fpr=0.02)
+    passed = round((1 - choice.report["val_tpr"]) * 50)
+    assert 0 < passed < 50
+    (warning,) = choice.report["warnings"]
+    assert f"lets {passed} of 50 validation harmful answers through at target_fpr 0.02" in warning
+    with pytest.raises(
+        ValueError, match=r"Gate refused: validation TPR .* < min_val_tpr 95.0%.*Nothing is exported"
+    ):
+        calibrate_gate(states_h, states_b, states_h, states_b, layers, [2], target_fpr=0.02, min_val_tpr=0.95)
+    floor = choice.report["val_tpr"]  # a floor it meets keeps the same gate
+    kept = calibrate_gate(states_h, states_b, states_h, states_b, layers, [2], target_fpr=0.02, min_val_tpr=floor)
+    assert kept.name == choice.name and kept.threshold == choice.threshold
+    sh, sb = _two_layer_data(0, 50)
+    clean_h, clean_b = _states(sh, list(range(50)), [5, -1], 50), _states(sb, list(range(50)), [5, -1], 50)
+    separable = calibrate_gate(clean_h, clean_b, clean_h, clean_b, [5], [2], target_fpr=0.02, min_val_tpr=1.0)
+    assert separable.report["val_tpr"] == 1.0 and separable.report["warnings"] == []
 
 
 def test_cross_fitting_scores_every_validation_answer_out_of_fold():
