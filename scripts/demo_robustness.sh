@@ -7,7 +7,9 @@
 # configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder. With `budgets` (after a
 # fast or full run, which made the hardened gate), configs/robustness/demo_budgets.yaml: the budget axes (adaptive
 # PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and hardened reminder, in its own folder.
-#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets]
+# With `baselines` (after `make demo`), configs/robustness/demo_baselines.yaml: the baselines against the PGD image,
+# the prompt-tuning baseline trained first when it is missing or older than the SAPT records.
+#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets|baselines]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
 # DEMO_ROBUSTNESS_ARGS.
 set -euo pipefail
@@ -15,18 +17,29 @@ set -f  # the extra arguments may hold JSON lists: no globbing
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
 MODE=${2:-fast}
-case "$MODE" in fast | full | budgets) ;; *) echo "usage: $0 [WORK_DIR] [fast|full|budgets]" >&2; exit 2 ;; esac
+case "$MODE" in fast | full | budgets | baselines) ;; *) echo "usage: $0 [WORK_DIR] [fast|full|budgets|baselines]" >&2; exit 2 ;; esac
 PY=${PYTHON:-python}
 C="$WORK/configs/robustness"
 mkdir -p "$C"
 for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/demo/probe_gate.yaml \
   configs/demo/eval.yaml configs/harden/demo.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml \
-  configs/robustness/demo_budgets.yaml; do
+  configs/robustness/demo_budgets.yaml configs/robustness/demo_baselines.yaml configs/demo/fit_prompt_tuning.yaml; do
   sed -e "s#configs/demo/eval.yaml#$C/demo_eval.yaml#" -e "s#configs/demo/probe_gate.yaml#$C/demo_probe_gate.yaml#" \
     -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$(dirname "$f")")_$(basename "$f")"
 done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+if [ "$MODE" = baselines ]; then
+  PT="$WORK/prompt_tuning/adapter_config.json"
+  if [ ! -f "$PT" ] || [ "$WORK/data/sapt_train_harmful.jsonl" -nt "$PT" ]; then
+    step "the prompt-tuning baseline: fit --config $C/demo_fit_prompt_tuning.yaml"
+    $PY -m reminder_lightning fit --config "$C/demo_fit_prompt_tuning.yaml" ${DEMO_PT_ARGS:-}
+  fi
+  step "the baselines against the PGD image"
+  $PY -m reminder_lightning robustness --config "$C/robustness_demo_baselines.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
+  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_baselines/robustness.md"
+  exit 0
+fi
 if [ "$MODE" = budgets ]; then
   if [ ! -f "$WORK/harden/reminder.safetensors" ]; then
     echo "$WORK/harden/reminder.safetensors is missing: run scripts/demo_robustness.sh $WORK first (it hardens the gate)." >&2
