@@ -5,8 +5,10 @@
 # budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/robustness.md, .json, .png.
 # With `full`, the gate recalibrated for randomised check positions too (configs/demo/probe_jitter.yaml), then
 # configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder. With `budgets` (after a
-# fast or full run, which made the hardened gate), configs/robustness/demo_budgets.yaml: the budget axes (adaptive
-# PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and hardened reminder, in its own folder.
+# fast or full run, which made the hardened gate), the gate hardened against text too (`harden --config
+# configs/harden/demo_text.yaml`, when missing), then configs/robustness/demo_budgets.yaml: the budget axes (adaptive
+# PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and both hardened reminders, in its own
+# folder.
 # With `baselines` (after `make demo`), configs/robustness/demo_baselines.yaml: the baselines against the PGD image,
 # the prompt-tuning baseline trained first when it is missing or older than the SAPT records.
 #   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets|baselines]
@@ -22,7 +24,7 @@ PY=${PYTHON:-python}
 C="$WORK/configs/robustness"
 mkdir -p "$C"
 for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/demo/probe_gate.yaml \
-  configs/demo/eval.yaml configs/harden/demo.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml \
+  configs/demo/eval.yaml configs/harden/demo.yaml configs/harden/demo_text.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml \
   configs/robustness/demo_budgets.yaml configs/robustness/demo_baselines.yaml configs/demo/fit_prompt_tuning.yaml; do
   sed -e "s#configs/demo/eval.yaml#$C/demo_eval.yaml#" -e "s#configs/demo/probe_gate.yaml#$C/demo_probe_gate.yaml#" \
     -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$(dirname "$f")")_$(basename "$f")"
@@ -44,6 +46,10 @@ if [ "$MODE" = budgets ]; then
   if [ ! -f "$WORK/harden/reminder.safetensors" ]; then
     echo "$WORK/harden/reminder.safetensors is missing: run scripts/demo_robustness.sh $WORK first (it hardens the gate)." >&2
     exit 2
+  fi
+  if [ ! -f "$WORK/harden_text/reminder.safetensors" ]; then
+    step "adversarial calibration against images and text: adaptive PGD and adaptive GCG against the gate, a refit"
+    $PY -m reminder_lightning harden --config "$C/harden_demo_text.yaml" ${DEMO_HARDEN_ARGS:-}
   fi
   step "the budget axes: adaptive PGD over steps and eps, adaptive GCG over steps"
   $PY -m reminder_lightning robustness --config "$C/robustness_demo_budgets.yaml" ${DEMO_ROBUSTNESS_ARGS:-}

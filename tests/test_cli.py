@@ -76,6 +76,7 @@ def test_top_level_help_lists_every_command_and_predict_is_refused_with_the_alte
         ("compare", "configs/compare/tiny_defences.yaml", "defences:"),
         ("robustness", "configs/robustness/demo.yaml", "attacks:"),
         ("harden", "configs/harden/demo.yaml", "rounds:"),
+        ("harden", "configs/harden/demo_text.yaml", "max_goals:"),
         ("select-spa-vl", "configs/select_spa_vl.yaml", "output:"),
     ],
 )

@@ -138,7 +138,11 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
 ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
 _ROBUSTNESS = ("demo.yaml", "demo_full.yaml", "demo_budgets.yaml", "demo_baselines.yaml")
-for _path in ("configs/harden/demo.yaml", *(f"configs/robustness/{name}" for name in _ROBUSTNESS)):
+for _path in (
+    "configs/harden/demo.yaml",
+    "configs/harden/demo_text.yaml",
+    *(f"configs/robustness/{name}" for name in _ROBUSTNESS),
+):
     ELSEWHERE[_path] = "scripts/demo_robustness.sh"
 for _name in ("fit_prompt_tuning", "fit_dro", "probe_refusal"):
     ELSEWHERE[f"configs/demo/{_name}.yaml"] = "scripts/demo_defences.sh"

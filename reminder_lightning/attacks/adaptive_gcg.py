@@ -20,14 +20,16 @@ from __future__ import annotations
 import contextlib
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from reminder_lightning.attacks.adaptive_pgd import load_defence, require_checks_inside
-from reminder_lightning.attacks.gcg import GCGAttack
+from reminder_lightning.attacks.gcg import SUFFIX_FILE, GCGAttack, latest_rows
 from reminder_lightning.attacks.gcg_search import SuffixLayout, SuffixSearch, suffix_hook
+from reminder_lightning.evaluation.store import sample_key
 from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter
 
@@ -192,7 +194,34 @@ class AdaptiveGCGAttack(GCGAttack):
             "reminder_sha256": self.reminder_sha256,
             "checks": [c for c, _, _ in layout.checks],
             "check_p_safe": p_safe,  # the gate's reading at each check inside the target, best suffix
+            "check_flagged": [p < search.schedule.keep_below for p in p_safe],
             "gate_evaded": all(p >= search.schedule.keep_below for p in p_safe),
+        }
+
+    def hardening_inputs(self, samples: list[EvalSample], output_dir) -> dict[str, Any]:
+        """What ``harden`` refits the gate on after :meth:`fit`: the samples' suffixes (one group), and over them the
+        mean loss, mean P(safe) at the checks and share of checks under the threshold."""
+        path = Path(output_dir) / SUFFIX_FILE
+        known = latest_rows(path)
+        rows = [known.get(sample_key(s.benchmark, s.id)) for s in samples]
+        missing = [
+            s.id
+            for row, s in zip(rows, samples, strict=True)
+            if not self._is_done(row, s) or "check_flagged" not in row
+        ]
+        if missing:
+            raise ValueError(
+                f"{path} holds no suffix of this search against {self.reminder} for {missing}: run fit on them first "
+                "(a file written before check_flagged was recorded: remove it and search again)."
+            )
+        p_safe = [p for row in rows for p in row["check_p_safe"]]
+        flagged = [f for row in rows for f in row["check_flagged"]]
+        return {
+            "images": [],
+            "suffixes": [row["suffix"] for row in rows],
+            "loss": sum(row["loss"] for row in rows) / len(rows),
+            "p_safe": sum(p_safe) / len(p_safe) if p_safe else None,
+            "gate_rate": sum(flagged) / len(flagged) if flagged else None,
         }
 
     def fit(self, samples: list[EvalSample], output_dir) -> None:

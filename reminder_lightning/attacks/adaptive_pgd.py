@@ -193,6 +193,17 @@ class AdaptivePGDAttack(PGDImageAttack):
         self.check_targets(samples)
         super().fit(samples, output_dir)
 
+    def hardening_inputs(self, samples: list[EvalSample], output_dir: Path) -> dict[str, Any]:
+        """What ``harden`` refits the gate on after :meth:`fit`: the image, and the last training step's loss, P(safe)
+        at the checks and share of checks under the threshold (None when this object did not train)."""
+        metrics = self.trainer.callback_metrics if self.trainer is not None else {}
+        numbers = {k: metrics.get(f"train/{k}") for k in ("loss", "p_safe", "gate_rate")}
+        return {
+            "images": [str(self.run_dir(output_dir) / "adversarial.png")],
+            "suffixes": [],
+            **{k: None if v is None else float(v) for k, v in numbers.items()},
+        }
+
     def check_targets(self, samples: list[EvalSample]) -> None:
         """Fail before training when no target reaches the first check point (the defence terms would be 0)."""
         from reminder_lightning.attacks.pgd import goal_target_pairs

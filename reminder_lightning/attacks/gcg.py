@@ -109,7 +109,7 @@ class GCGAttack(Attack):
     def fit(self, samples: list[EvalSample], output_dir: Path) -> None:
         """Find a suffix for every sample not yet in ``<output_dir>/gcg_suffixes.jsonl``, appending as it goes."""
         path = Path(output_dir) / SUFFIX_FILE
-        known = _latest(path)
+        known = latest_rows(path)
         todo = [s for s in samples if not self._is_done(known.get(sample_key(s.benchmark, s.id)), s)]
         if not todo:
             return
@@ -124,7 +124,7 @@ class GCGAttack(Attack):
 
     def apply(self, samples: list[EvalSample], output_dir: Path) -> list[EvalSample]:
         path = Path(output_dir) / SUFFIX_FILE
-        known = _latest(path)
+        known = latest_rows(path)
         out = []
         for s in samples:
             row = known.get(sample_key(s.benchmark, s.id))
@@ -270,6 +270,6 @@ class GCGAttack(Attack):
         return self.adapter
 
 
-def _latest(path: Path) -> dict[str, dict[str, Any]]:
+def latest_rows(path: Path) -> dict[str, dict[str, Any]]:
     """``{key: row}`` from the suffix file; a later row for a key wins."""
     return {row["key"]: row for row in read_jsonl(path)}

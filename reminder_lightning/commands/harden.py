@@ -1,46 +1,50 @@
 """``python -m reminder_lightning harden --config configs/harden/<name>.yaml``: adversarial calibration of the gate.
 
-Rounds of attack and refit. Round ``r``: an attack that knows the defence (an adaptive universal image, fitted on
-the attacker's ``goals``) is fitted against the gate of round ``r - 1`` (round 0: the trained reminder as given);
-then the gate is calibrated again (the ``probe`` command with ``probe_config``) with the harmful training and
-validation answers read once more under each adversarial image made so far, counted as harmful. Each round writes
-``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``); ``harden.json`` and
-``harden.md`` report per round the attack's last training numbers against the previous gate (P(safe), share of
-checks under the threshold) and the new gate's validation flags on clean and attacked harmful answers and on benign
-ones. The soft prompt never changes: only the gate.
+Rounds of attack and refit. Round ``r``: every attack listed, each knowing the defence (an adaptive universal image
+fitted on the attacker's ``goals``; an adaptive text suffix searched per goal), is fitted against the gate of round
+``r - 1`` (round 0: the trained reminder as given); then the gate is calibrated again (the ``probe`` command with
+``probe_config``) with the harmful training and validation answers read once more under each adversarial image made
+so far and once per suffix group made so far (a group: one suffix attack's suffixes, taken in turn), counted as
+harmful. Each round writes ``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``) and
+``round<r>/refit.yaml`` (what the refit added to ``probe_config``); ``harden.json`` and ``harden.md`` report per
+round each attack's numbers against the previous gate (P(safe) at the checks, share of checks under the threshold)
+and the new gate's validation flags on clean and attacked harmful answers and on benign ones. The soft prompt never
+changes: only the gate.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+_SPEC_KEYS = {"class_path", "init_args", "label", "max_goals"}
+
 
 def harden(
     probe_config: str,
-    attack: str,
+    attacks: list[dict[str, Any]],
     goals: str,
-    attack_args: dict | None = None,
     rounds: int = 3,
     output_dir: str = "runs/harden",
 ) -> dict:
-    """Alternate an adaptive attack on the gate and a refit of the gate with the attacked answers as harmful.
+    """Alternate adaptive attacks on the gate and a refit of the gate with the attacked answers as harmful.
 
     Args:
         probe_config: A ``probe`` config that calibrates the gate inside answers (``position: reminder``,
             ``answers: true``, ``target_fpr``, ``reminder``: the trained artifact). Its ``reminder`` stays the soft
             prompt of every round; its ``output`` and ``reminder_output`` are replaced per round.
-        attack: The class path of an attack that takes the defence's ``reminder`` artifact (e.g.
-            ``reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack``).
-        attack_args: Its arguments (``reminder`` and ``run_name`` are set per round).
+        attacks: ``{class_path, init_args, label, max_goals}`` per attack: an attack that takes the defence's
+            ``reminder`` artifact and says what it made (``hardening_inputs``: images and suffixes), e.g.
+            ``reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack`` (a universal image) or
+            ``reminder_lightning.attacks.adaptive_gcg.AdaptiveGCGAttack`` (a suffix per goal: ``max_goals`` keeps
+            the first goals only, as a per-goal search costs per goal). ``reminder`` is set per round.
         goals: The attacker's training goals (a ``GenericBenchmark`` file with a ``target`` column).
         rounds: Attack-and-refit rounds.
-        output_dir: Where each round's attack and artifact go, and the report.
+        output_dir: Where each round's attacks and artifact go, and the report.
     """
-    import importlib
-
     import yaml
 
     from reminder_lightning.commands.probe import main as probe
@@ -54,40 +58,48 @@ def harden(
             f"harden: {probe_config} must calibrate the gate inside answers (position: reminder, answers: true, "
             "target_fpr set)."
         )
-    if "." not in attack:
-        raise ValueError("harden: attack is a class path (e.g. reminder_lightning.attacks.adaptive_pgd....).")
-    module, name = attack.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
+    specs = [_attack_spec(raw) for raw in attacks]
+    if not specs:
+        raise ValueError("harden: list at least one attack under `attacks`.")
     out = Path(output_dir)
     samples = GenericBenchmark(goals, name="goals", harmful=True).load()
-    gate, images, report = str(config["reminder"]), [], []
+    gate, images, suffixes, report = str(config["reminder"]), [], [], []
     for r in range(1, rounds + 1):
         folder = out / f"round{r}"
-        adversary = cls(**{**(attack_args or {}), "reminder": gate, "run_name": f"attack{r}"})
-        adversary.fit(samples, out)
-        images.append(str(adversary.run_dir(out) / "adversarial.png"))
-        metrics = adversary.trainer.callback_metrics if adversary.trainer is not None else {}
-        calibration = probe(
-            ["--config", probe_config, f"--output={folder / 'gate.safetensors'}",
-             f"--reminder_output={folder / 'reminder.safetensors'}", f"--adversarial_images={json.dumps(images)}"]
-        )["calibration"]  # fmt: skip
+        made = []
+        for spec in specs:
+            adversary = spec["class"](**{**spec["init_args"], "reminder": gate})
+            fitted, work = samples[: spec["max_goals"]], folder / spec["label"]
+            adversary.fit(fitted, work)
+            inputs = adversary.hardening_inputs(fitted, work)
+            images += inputs["images"]
+            suffixes += [inputs["suffixes"]] if inputs["suffixes"] else []
+            made.append({"label": spec["label"], "goals": len(fitted), **inputs})
+        refit = {"output": str(folder / "gate.safetensors"), "reminder_output": str(folder / "reminder.safetensors"),
+                 "adversarial_images": list(images), "adversarial_suffixes": [list(g) for g in suffixes]}  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "refit.yaml").write_text(yaml.safe_dump(refit, allow_unicode=True, width=120))
+        calibration = probe(["--config", probe_config, "--config", str(folder / "refit.yaml")])["calibration"]
+        adversarial = calibration["adversarial"]
         report.append(
             {
                 "round": r,
                 "attacked_gate": gate,
-                "attack": {k: _number(metrics.get(f"train/{k}")) for k in ("loss", "p_safe", "gate_rate")},
-                "image": images[-1],
+                "attacks": made,
                 "chosen": calibration["chosen"],
                 "threshold": calibration["threshold"],
                 "val_fpr": calibration["val_fpr"],
-                **{k: calibration["adversarial"][k] for k in ("val_tpr_clean", "val_tpr_attacked")},
-                "reminder": str(folder / "reminder.safetensors"),
+                **{
+                    k: adversarial[k]
+                    for k in ("val_tpr_clean", "val_tpr_attacked", "val_tpr_images", "val_tpr_suffixes")
+                },  # fmt: skip
+                "reminder": refit["reminder_output"],
             }
         )
-        gate = str(folder / "reminder.safetensors")
+        gate = refit["reminder_output"]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(gate, out / "reminder.safetensors")  # the last round's: the hardened reminder
-    result = {"probe_config": probe_config, "attack": attack, "attack_args": attack_args, "goals": goals, "rounds": report,
+    result = {"probe_config": probe_config, "attacks": attacks, "goals": goals, "rounds": report,
               "reminder": str(out / "reminder.safetensors")}  # fmt: skip
     (out / "harden.json").write_text(json.dumps(result, indent=2))
     (out / "harden.md").write_text(harden_table(result))
@@ -95,24 +107,47 @@ def harden(
     return result
 
 
+def _attack_spec(raw: dict[str, Any]) -> dict[str, Any]:
+    import importlib
+
+    unknown = set(raw) - _SPEC_KEYS
+    if unknown or "." not in str(raw.get("class_path", "")):
+        raise ValueError(
+            f"harden: attack {raw} needs class_path (e.g. reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack) "
+            f"and may have {sorted(_SPEC_KEYS - {'class_path'})}; unknown: {sorted(unknown)}."
+        )
+    module, name = raw["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    if not hasattr(cls, "hardening_inputs"):
+        raise ValueError(
+            f"harden: {raw['class_path']} does not say what it made for the refit (no hardening_inputs): use an "
+            "adaptive attack (AdaptivePGDAttack, AdaptiveGCGAttack)."
+        )
+    max_goals = raw.get("max_goals")
+    if max_goals is not None and max_goals < 1:
+        raise ValueError(f"harden: attack {raw['class_path']} max_goals must be >= 1, got {max_goals}")
+    label = raw.get("label") or getattr(cls, "name", name)
+    return {"class": cls, "init_args": dict(raw.get("init_args") or {}), "max_goals": max_goals,
+            "label": re.sub(r"[^A-Za-z0-9_.-]+", "_", label)}  # fmt: skip
+
+
 def harden_table(result: dict[str, Any]) -> str:
     lines = [
-        "| round | attack vs the previous gate: P(safe) / checks flagged | new gate | validation flagged: harmful "
-        "clean / attacked, benign |",
+        "| round | attacks vs the previous gate: P(safe) / checks flagged | new gate | validation flagged: harmful "
+        "clean / attacked (images, suffixes), benign |",
         "|---|---|---|---|",
     ]
     for r in result["rounds"]:
-        a = r["attack"]
-        attack = "-" if a["p_safe"] is None else f"{a['p_safe']:.3f} / {a['gate_rate']:.1%}"
+        attacks = "; ".join(
+            f"{a['label']} " + ("-" if a["p_safe"] is None else f"{a['p_safe']:.3f} / {a['gate_rate']:.1%}")
+            for a in r["attacks"]
+        )
+        parts = [f"{r[k]:.1%}" for k in ("val_tpr_images", "val_tpr_suffixes") if r[k] is not None]
         lines.append(
-            f"| {r['round']} | {attack} | {r['chosen']} (threshold {r['threshold']:.3g}) | "
-            f"{r['val_tpr_clean']:.1%} / {r['val_tpr_attacked']:.1%}, {r['val_fpr']:.1%} |"
+            f"| {r['round']} | {attacks} | {r['chosen']} (threshold {r['threshold']:.3g}) | "
+            f"{r['val_tpr_clean']:.1%} / {r['val_tpr_attacked']:.1%} ({', '.join(parts)}), {r['val_fpr']:.1%} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _number(value) -> float | None:
-    return None if value is None else float(value)
 
 
 def main(args: list[str] | None = None):

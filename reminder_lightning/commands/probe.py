@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from reminder_lightning.data.records import Record, attacked_copies, load_image
+from reminder_lightning.commands.probe_report import print_report, probe_report, scored
+from reminder_lightning.data.records import Record, attacked_copies, load_image, suffixed_copies
 from reminder_lightning.data.sources import RecordSource, load_sources
 from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
 from reminder_lightning.reminder.calibration import (
@@ -64,6 +65,7 @@ def fit_probe(
     cross_fit_folds: int = 0,
     fit_every: int | None = None,
     adversarial_images: list[str] | None = None,
+    adversarial_suffixes: list[list[str]] | None = None,
     min_val_tpr: float | None = None,
     batch_size: int = 8,
     seed: int = 0,
@@ -109,6 +111,10 @@ def fit_probe(
             with each of these images (e.g. universal images an adaptive attack made against this gate) and counts
             as harmful, so the gate is fitted and chosen to flag attacked answers too; the report gives the
             validation TPR on clean and on attacked answers apart. Needs ``answers`` and ``target_fpr``.
+        adversarial_suffixes: Adversarial calibration against text: groups of suffixes (one group per run of a
+            suffix attack such as adaptive GCG, a suffix per goal); every harmful training and validation record is
+            read again once per group, its question followed by one of the group's suffixes in turn, and counts as
+            harmful. Needs ``answers`` and ``target_fpr``; combines with ``adversarial_images``.
         min_val_tpr: With ``target_fpr``: refuse (raise, write nothing) a chosen gate that flags fewer than this
             share of the validation harmful answers (None: keep it; a gate short of 100% is warned about, in the
             printed report and the JSON's ``calibration.warnings``).
@@ -126,8 +132,11 @@ def fit_probe(
         raise ValueError(
             f"fit_every (got {fit_every}) reads answers every fit_every >= 1 tokens: set answers=true."
         )
-    if adversarial_images and (not answers or target_fpr is None):
-        raise ValueError("adversarial_images calibrates the gate inside answers: set answers=true and target_fpr.")
+    if (adversarial_images or adversarial_suffixes) and (not answers or target_fpr is None):
+        raise ValueError(
+            "adversarial_images and adversarial_suffixes calibrate the gate inside answers: set answers=true and "
+            "target_fpr."
+        )
     if min_val_tpr is not None and target_fpr is None:
         raise ValueError("min_val_tpr is a floor at an operating point: set target_fpr too.")
     if (validation_harmful is None) != (validation_benign is None):
@@ -165,7 +174,12 @@ def fit_probe(
         sets["val_harmful"], sets["val_benign"] = validation_harmful.load(), validation_benign.load()
     clean_val_harmful = len(sets["val_harmful"])
     for name in ("train_harmful", "val_harmful"):  # adversarial calibration: attacked copies count as harmful
-        sets[name] = sets[name] + attacked_copies(sets[name], adversarial_images or [])
+        clean = sets[name]
+        sets[name] = (
+            clean
+            + attacked_copies(clean, adversarial_images or [])
+            + suffixed_copies(clean, adversarial_suffixes or [])
+        )
 
     def states(name: str):
         records = sets[name]
@@ -193,23 +207,27 @@ def fit_probe(
         )  # fmt: skip
         name, probe, calibration = choice.name, choice.probe, choice.report
         calibration["fit_every"] = fit_every
-        if adversarial_images:
+        if adversarial_images or adversarial_suffixes:
             flagged = sample_scores(probe, s["val_harmful"]) < choice.threshold
+            by_images = clean_val_harmful * (1 + len(adversarial_images or []))
             calibration["adversarial"] = {
-                "images": [str(p) for p in adversarial_images],
-                "val_tpr_clean": float(flagged[:clean_val_harmful].float().mean()),
-                "val_tpr_attacked": float(flagged[clean_val_harmful:].float().mean()),
+                "images": [str(p) for p in adversarial_images or []],
+                "suffixes": [list(group) for group in adversarial_suffixes or []],
+                "val_tpr_clean": share(flagged[:clean_val_harmful]),
+                "val_tpr_attacked": share(flagged[clean_val_harmful:]),
+                "val_tpr_images": share(flagged[clean_val_harmful:by_images]),
+                "val_tpr_suffixes": share(flagged[by_images:]),
             }
     else:
         candidates = fit_candidates(
             s["train_harmful"], s["train_benign"], layers, components
         )  # no operating point asked for: the candidate that ranks validation answers best
         aucs = {
-            n: roc_auc(*_scored(p, s["val_harmful"], s["val_benign"])) for n, p in candidates.items()
+            n: roc_auc(*scored(p, s["val_harmful"], s["val_benign"])) for n, p in candidates.items()
         }  # fmt: skip
         name = max(aucs, key=aucs.get)
         probe, calibration = candidates[name], None
-    report = _report(vlm, position, answers, probe, name, s, calibration, seed)
+    report = probe_report(vlm, position, answers, probe, name, s, calibration, seed)
     out = Path(output)
     meta = {
         k: v for k, v in report.items() if k in ("model", "position", "test_accuracy", "test_roc_auc", "threshold")
@@ -227,7 +245,7 @@ def fit_probe(
             metadata["gate"] = json.dumps(calibration)
         save_reminder(reminder_output, artifact.soft_prompt, probe, metadata)
         report["reminder_output"] = str(reminder_output)
-    _print_report(report, out)
+    print_report(report, out)
     return report
 
 
@@ -241,65 +259,9 @@ def _answer(record: Record) -> str:
     return text
 
 
-def _scored(probe, harmful, benign) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-answer P(safe) and labels (1 = benign) for ROC AUC."""
-    s_h, s_b = sample_scores(probe, harmful), sample_scores(probe, benign)
-    return torch.cat([s_h, s_b]), torch.cat([torch.zeros(len(s_h)), torch.ones(len(s_b))])
-
-
-def _report(vlm, position, answers, probe, name, s, calibration, seed) -> dict:
-    train_x, train_y = _scored(probe, s["train_harmful"], s["train_benign"])
-    test_x, test_y = _scored(probe, s["val_harmful"], s["val_benign"])
-    report = {
-        "model": vlm.name_or_path,
-        "position": position,
-        "answers": answers,
-        "chosen": name,
-        "num_components": probe.num_components,
-        "layer": probe.layer_spec,
-        "train": {"harmful": s["train_harmful"].num_samples, "benign": s["train_benign"].num_samples},
-        "train_checks": {"harmful": len(s["train_harmful"].sample), "benign": len(s["train_benign"].sample)},
-        "test": {"harmful": s["val_harmful"].num_samples, "benign": s["val_benign"].num_samples},
-        "train_accuracy": float(((train_x > 0.5).float() == train_y).float().mean()),
-        "test_accuracy": float(((test_x > 0.5).float() == test_y).float().mean()),
-        "test_roc_auc": roc_auc(test_x, test_y),
-        "seed": seed,
-    }
-    if calibration is not None:
-        report.update(
-            threshold=calibration["threshold"],
-            target_fpr=calibration["target_fpr"],
-            threshold_rule=calibration["threshold_rule"],
-            test_fpr=calibration["val_fpr"],
-            test_tpr=calibration["val_tpr"],
-            calibration=calibration,
-        )
-    return report
-
-
-def _print_report(report: dict, out: Path) -> None:
-    rows = [
-        ("position", report["position"] + (" (answer check points)" if report["answers"] else "")),
-        ("chosen", report["chosen"]),
-        ("components", report["num_components"]),
-        ("layer (hidden_states index)", report["layer"]),
-        ("train answers (harmful / benign)", f"{report['train']['harmful']} / {report['train']['benign']}"),
-        ("validation answers (harmful / benign)", f"{report['test']['harmful']} / {report['test']['benign']}"),
-        ("validation accuracy", f"{report['test_accuracy']:.3f}"),
-        ("validation ROC AUC", f"{report['test_roc_auc']:.3f}"),
-    ]
-    if "threshold" in report:
-        rows += [
-            (f"threshold ({report['threshold_rule']})", f"{report['threshold']:.4g}"),
-            ("validation FPR / TPR", f"{report['test_fpr']:.3f} / {report['test_tpr']:.3f}"),
-        ]
-    width = max(len(k) for k, _ in rows)
-    print(f"\nSafety probe for {report['model']}")
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
-    print(f"  written to {out} (report: {out.with_suffix('.json')})")
-    for warning in (report.get("calibration") or {}).get("warnings", []):
-        print(f"  warning: {warning}")
+def share(flags: torch.Tensor) -> float | None:
+    """The share of True flags (None when there are none to count)."""
+    return float(flags.float().mean()) if len(flags) else None
 
 
 def main(args: list[str] | None = None) -> dict:

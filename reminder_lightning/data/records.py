@@ -120,3 +120,28 @@ def attacked_copies(records: list[Record], images: list[str]) -> list[Record]:
         for k, path in enumerate(images)
         for r in records
     ]
+
+
+def suffixed_copies(records: list[Record], groups: list[list[str]]) -> list[Record]:
+    """Each record once per group of adversarial text suffixes, its question followed by one of the group's
+    suffixes, taken in turn (record ``i`` gets suffix ``i mod len(group)``; ids ``<id>+sfx<g>``).
+
+    A group is what one run of a suffix attack made (a suffix per goal): reading every record with every suffix
+    would multiply the states by the number of goals; in turn, each group adds as many states as an image does.
+    """
+    for g, group in enumerate(groups):
+        if not group or not all(isinstance(s, str) and s.strip() for s in group):
+            raise ValueError(
+                f"adversarial suffix group {g} is empty or holds an empty suffix: {group!r}. Fix: give each group the "
+                "suffixes one attack run made (its gcg_suffixes.jsonl `suffix` column)."
+            )
+    return [
+        replace(
+            r,
+            id=f"{r.id}+sfx{g}",
+            question=f"{r.question} {group[i % len(group)]}",
+            source=f"{r.source} with suffix group {g}",
+        )  # fmt: skip
+        for g, group in enumerate(groups)
+        for i, r in enumerate(records)
+    ]

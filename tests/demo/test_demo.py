@@ -122,13 +122,16 @@ def test_reduced_demo_chain_runs_end_to_end(tmp_path):
           "init_args": {"artifact": str(work / "harden" / "reminder.safetensors")}}],
         separators=(",", ":"),
     )  # fmt: skip
-    adaptive = json.dumps({**PGD, "iterations": 2}, separators=(",", ":"))
+    adaptive = json.dumps(
+        [{"class_path": "reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack",
+          "init_args": {**PGD, "iterations": 2}}], separators=(",", ":")
+    )  # fmt: skip
     robust = subprocess.run(
         ["bash", "scripts/demo_robustness.sh", str(work), "full"], cwd=REPO, capture_output=True, text=True,
         env={**env, "DEMO_PROBE_ARGS": "--fit_every 8 --max_new_tokens 20", "DEMO_ROBUSTNESS_ARGS":
              f"--max_prompts 3 --attacks {attacks} --defences {defences} "
              "--test_args [--model.decoding.max_new_tokens=16]",
-             "DEMO_HARDEN_ARGS": f"--rounds 1 --attack_args {adaptive}"},
+             "DEMO_HARDEN_ARGS": f"--rounds 1 --attacks {adaptive}"},
     )  # fmt: skip
     assert robust.returncode == 0, robust.stdout[-3000:] + robust.stderr[-3000:]
     jittered = load_reminder(work / "reminder_jitter.safetensors")
