@@ -9,8 +9,9 @@
 # configs/harden/demo_text.yaml`, when missing), then configs/robustness/demo_budgets.yaml: the budget axes (adaptive
 # PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and both hardened reminders, in its own
 # folder.
-# With `baselines` (after `make demo`), configs/robustness/demo_baselines.yaml: the baselines against the PGD image,
-# the prompt-tuning baseline trained first when it is missing or older than the SAPT records.
+# With `baselines` (after `make demo`), configs/robustness/demo_baselines.yaml: the baselines against the PGD image
+# and against the image fitted through each of them (defence-aware PGD), the prompt-tuning baseline trained first
+# when it is missing or older than the SAPT records.
 #   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets|baselines]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
 # DEMO_ROBUSTNESS_ARGS.
@@ -37,7 +38,7 @@ if [ "$MODE" = baselines ]; then
     step "the prompt-tuning baseline: fit --config $C/demo_fit_prompt_tuning.yaml"
     $PY -m reminder_lightning fit --config "$C/demo_fit_prompt_tuning.yaml" ${DEMO_PT_ARGS:-}
   fi
-  step "the baselines against the PGD image"
+  step "the baselines against the PGD image and the image fitted through each"
   $PY -m reminder_lightning robustness --config "$C/robustness_demo_baselines.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
   echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_baselines/robustness.md"
   exit 0

@@ -158,19 +158,19 @@ class GCGAttack(Attack):
             self._search = SuffixSearch(adapter, self.eval_batch_size)
         search = self._search
         image = self._image(sample)
-        init = search.initial_suffix(self.init_token, self.suffix_length)
-        layout = search.layout(sample.prompt, image, init, self.target_for(sample))
         generator = torch.Generator().manual_seed(
             self.seed + zlib.crc32(sample_key(sample.benchmark, sample.id).encode())
         )
         if previous is None:
-            current = init
+            current = search.initial_suffix(self.init_token, self.suffix_length)
+            layout = search.layout(sample.prompt, image, current, self.target_for(sample))
             losses, hits = search.losses(layout, current[None])
             init_loss = best_loss = float(losses[0])
             best, success, steps = current, bool(hits[0]), 0
         else:
             state = previous["state"]
             current, best = torch.tensor(state["current_ids"]), torch.tensor(previous["suffix_ids"])
+            layout = search.layout(sample.prompt, image, current, self.target_for(sample))
             generator.set_state(
                 torch.frombuffer(bytearray(base64.b64decode(state["generator"])), dtype=torch.uint8)
             )

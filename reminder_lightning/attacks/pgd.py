@@ -37,6 +37,7 @@ from reminder_lightning.attacks.pgd_module import (
     DEFAULT_TARGET,
     PGDImageModule,
     collate_goals,
+    goal_target_pairs,
     levels_to_pil,
     open_image,
 )
@@ -46,14 +47,6 @@ from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMSpec
 
 __all__ = ["DEFAULT_TARGET", "PGDImageAttack", "PGDImageModule", "goal_target_pairs", "reference_split"]
-
-
-def goal_target_pairs(samples: list[EvalSample], default_target: str, suffix: str = "") -> list[dict[str, str]]:
-    """``{"goal", "target"}`` per sample: the harmful question and ``meta["target"]`` (AdvBench) or the default, with
-    ``suffix`` appended (the reference appends ``": 1. To"``)."""
-    return [
-        {"goal": s.judge_question, "target": (s.meta.get("target") or default_target) + suffix} for s in samples
-    ]
 
 
 class PGDImageAttack(Attack):

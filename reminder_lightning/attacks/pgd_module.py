@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from reminder_lightning.data.sapt import IGNORE_INDEX
 from reminder_lightning.training.loss import per_sample_lm_loss
+from reminder_lightning.types import EvalSample
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 from reminder_lightning.vlm.collate import collate_encodings
 from reminder_lightning.vlm.pixels import pixel_inputs
@@ -156,10 +157,14 @@ class PGDImageModule(L.LightningModule):
         key = (goal, target)
         if key not in self._encoded:
             builder = self.vlm.inputs
-            encoded = builder.encode_prompt(goal, levels_to_pil(self.clean))
+            encoded = self.encode_goal(goal, levels_to_pil(self.clean))
             tokens = {k: encoded[k] for k in builder.token_keys(encoded)}
             self._encoded[key] = (tokens, builder.encode_text(target))
         return self._encoded[key]
+
+    def encode_goal(self, goal: str, image) -> dict[str, torch.Tensor]:
+        """The prompt the model is asked for ``goal`` (a subclass that knows a defence asks as the defence does)."""
+        return self.vlm.inputs.encode_prompt(goal, image)
 
     def sequence(self, goal: str, target: str, cut: int | None = None) -> dict[str, torch.Tensor]:
         """``prompt + target`` with labels on the target; with ``cut``, ``prompt + target[:cut] + reminder
@@ -248,3 +253,11 @@ class PGDImageModule(L.LightningModule):
         """Only the image: the frozen VLM is rebuilt from its spec, the clean image from its file."""
         keep = ("image", "best_image", "best_asr", "best_step")
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+
+def goal_target_pairs(samples: list[EvalSample], default_target: str, suffix: str = "") -> list[dict[str, str]]:
+    """``{"goal", "target"}`` per sample: the harmful question and ``meta["target"]`` (AdvBench) or the default, with
+    ``suffix`` appended (the reference appends ``": 1. To"``)."""
+    return [
+        {"goal": s.judge_question, "target": (s.meta.get("target") or default_target) + suffix} for s in samples
+    ]

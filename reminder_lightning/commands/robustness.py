@@ -48,7 +48,8 @@ def robustness(
             for universal attacks; never the held-out prompts.
         defences: ``{label, class_path, init_args}`` per defence, as ``compare`` takes them.
         attacks: ``{label, class_path, init_args, adaptive, fit_on, budgets}`` per attack: ``adaptive`` (the attack
-            knows the defence's reminder artifact), ``fit_on`` (``goals``: one universal attack; ``prompts``: a
+            knows the defence: its reminder artifact, or, for an attack class with ``knows = "defence"``, the
+            defence itself; a defence it cannot know is reported as not applicable), ``fit_on`` (``goals``: one universal attack; ``prompts``: a
             search per attacked prompt, as GCG), ``budgets`` (``{axis: {param, values}}``), ``max_prompts`` (this
             attack on fewer held-out prompts than the run's: a per-prompt search costs per prompt).
         output_dir: Where attacks, answers and the report go.
@@ -72,13 +73,13 @@ def robustness(
     answered: dict[tuple[str, Path], Path] = {}  # (defence, attacked JSONL) -> its test folder
     for spec in specs:
         for defence, label in zip(defences, labels, strict=True):
-            artifact = (defence.get("init_args") or {}).get("artifact")
-            if spec["adaptive"] and artifact is None:
-                continue  # an attack on the reminder needs one; reported as not applicable
+            known = _knowledge(spec, defence)
+            if known is None:
+                continue  # the attack cannot know this defence; reported as not applicable
             owner = _safe(label) if spec["adaptive"] else "shared"
             for axis, budget in spec["budgets"].items():
                 mine = held_out[: spec["max_prompts"]]  # a per-prompt search may attack fewer
-                points = _attacked_sets(spec, axis, budget, owner, artifact, mine, goal_samples, out, made)
+                points = _attacked_sets(spec, axis, budget, owner, known, mine, goal_samples, out, made)
                 for value, jsonl in points:
                     folder = answered.get((label, jsonl))
                     if folder is None:  # the same attacked prompts on another axis are answered once
@@ -116,6 +117,14 @@ def _baseline(defences: list[dict], baseline: str | None) -> int:
     return none[0] if none else 0
 
 
+def _knows(class_path: str) -> str:
+    """What an adaptive attack class knows of the defence: ``reminder`` (its artifact) or ``defence`` (itself)."""
+    import importlib
+
+    module, name = class_path.rsplit(".", 1)
+    return getattr(getattr(importlib.import_module(module), name), "knows", "reminder")
+
+
 def _attack_spec(raw: dict) -> dict:
     unknown = set(raw) - {"label", "class_path", "init_args", "adaptive", "fit_on", "budgets", "max_prompts"}
     if unknown or "class_path" not in raw:
@@ -128,6 +137,7 @@ def _attack_spec(raw: dict) -> dict:
         "class_path": raw["class_path"],
         "init_args": dict(raw.get("init_args") or {}),
         "adaptive": bool(raw.get("adaptive", False)),
+        "knows": _knows(raw["class_path"]),
         "fit_on": raw.get("fit_on", "goals"),
         "budgets": dict(raw.get("budgets") or {}),
         "max_prompts": raw.get("max_prompts"),
@@ -147,9 +157,10 @@ def _attack_spec(raw: dict) -> dict:
     return spec
 
 
-def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, out, made):
+def _attacked_sets(spec, axis, budget, owner, known, held_out, goal_samples, out, made):
     """Yield (budget value, attacked JSONL) for one attack, budget axis and owner (a defence, or shared); ``made``
-    maps an attack's full arguments to the JSONL already made with them."""
+    maps an attack's full arguments to the JSONL already made with them; ``known``: the arguments that tell an adaptive
+    attack the defence (its ``reminder`` artifact, or the ``defence`` itself)."""
     import importlib
 
     from reminder_lightning.commands.attack import write_samples
@@ -161,9 +172,7 @@ def _attacked_sets(spec, axis, budget, owner, artifact, held_out, goal_samples, 
     resumable = getattr(cls, "budget_resumes", None) == param
     for value in budget["values"]:
         done = base / f"{value}" / "attacked.jsonl"
-        args = {**spec["init_args"], param: value}
-        if spec["adaptive"]:
-            args["reminder"] = artifact
+        args = {**spec["init_args"], param: value, **known}
         record = _record(spec, args, held_out, goal_samples)
         key = json.dumps(record, sort_keys=True, default=str)
         # Another budget axis, or another defence with the same artifact (settings the attack does not model, such as
@@ -208,10 +217,43 @@ def _record(spec: dict, args: dict, held_out: list, goal_samples: list) -> dict:
         "class_path": spec["class_path"],
         "arguments": json.loads(json.dumps(args, sort_keys=True, default=str)),
         "artifact_sha256": file_sha256(artifact) if artifact else None,
+        **({"defence_files_sha256": _files_sha256(args["defence"]["init_args"])} if args.get("defence") else {}),
         "fit_on": spec["fit_on"],
         "prompts": [s.id for s in held_out],
         "goals": [s.id for s in goal_samples] if spec["fit_on"] == "goals" else None,
     }
+
+
+def _knowledge(spec: dict, defence: dict) -> dict | None:
+    """The arguments that tell the attack the defence it attacks (``{}``: it ignores the defence; None: it cannot
+    know this one). ``knows: reminder`` (adaptive PGD and GCG) takes the defence's reminder artifact; ``knows:
+    defence`` (defence-aware PGD) takes the defence itself, if its class has an attack surface."""
+    import importlib
+
+    if not spec["adaptive"]:
+        return {}
+    init_args = defence.get("init_args") or {}
+    if spec["knows"] == "reminder":
+        return {"reminder": init_args["artifact"]} if init_args.get("artifact") else None
+    module, name = defence["class_path"].rsplit(".", 1)
+    if not getattr(importlib.import_module(module), name).has_attack_surface():
+        return None
+    return {"defence": {"class_path": defence["class_path"], "init_args": init_args}}
+
+
+def _files_sha256(init_args: dict) -> dict[str, str]:
+    """SHA-256 of every file a defence's arguments name (a folder: its files), so a retrained adapter at the same
+    path is never answered with images fitted through the old one."""
+    from reminder_lightning.reminder.artifact import file_sha256
+
+    hashes = {}
+    for value in init_args.values():
+        if isinstance(value, str) and Path(value).exists():
+            path = Path(value)
+            for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if f.is_file():
+                    hashes[str(f)] = file_sha256(str(f))
+    return hashes
 
 
 def _same_record(path: Path, record: dict) -> None:

@@ -30,7 +30,7 @@ import torch
 from peft import PeftConfig, PeftType, PromptTuningConfig, TaskType, get_peft_model
 from peft.utils import load_peft_weights
 
-from reminder_lightning.defences.base import DecodingSettings, Defence
+from reminder_lightning.defences.base import AttackSurface, DecodingSettings, Defence
 from reminder_lightning.reminder.generation import ReminderGenerator, ReminderOutput
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.soft_prompt import SoftPrompt
@@ -151,6 +151,7 @@ class PromptTuningDefence(Defence):
         self.name = name
         self.config: PeftConfig | None = None
         self.injector: ReminderInjector | None = None
+        self.builder: PromptBuilder | None = None
         self.generator: ReminderGenerator | None = None
 
     def setup(self, adapter: VLMAdapter) -> None:
@@ -171,14 +172,20 @@ class PromptTuningDefence(Defence):
         soft_prompt.requires_grad_(False)
         self.config = config
         self.injector = ReminderInjector(adapter.input_embeddings(), soft_prompt)
-        builder = _VectorsBeforeAnswer(adapter.inputs, self.injector.placeholder_ids)
-        self.generator = ReminderGenerator(VLMAdapter(adapter.model, builder), None)
+        self.builder = _VectorsBeforeAnswer(adapter.inputs, self.injector.placeholder_ids)
+        self.generator = ReminderGenerator(VLMAdapter(adapter.model, self.builder), None)
 
     def generate(self, images, prompts, decoding: DecodingSettings) -> list[ReminderOutput]:
         if self.generator is None:
             raise RuntimeError("PromptTuningDefence: call setup(adapter) before generate().")
         with self.injector:
             return self.generator.generate(images, prompts, mode="never", **decoding.as_dict())
+
+    def attack_surface(self) -> AttackSurface:
+        """The trained vectors before the answer: what an attack that knows this defence optimises through."""
+        if self.injector is None:
+            raise RuntimeError("PromptTuningDefence: call setup(adapter) before attack_surface().")
+        return AttackSurface(builder=self.builder, context=lambda: self.injector)
 
     def describe(self) -> dict:
         config = None if self.config is None else json.loads(json.dumps(self.config.to_dict(), default=str))

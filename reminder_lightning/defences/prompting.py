@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reminder_lightning.defences.base import DecodingSettings, Defence
+from reminder_lightning.defences.base import AttackSurface, DecodingSettings, Defence
 from reminder_lightning.reminder.generation import ReminderGenerator, ReminderOutput
 from reminder_lightning.vlm.adapter import PromptBuilder, VLMAdapter
 
@@ -79,6 +79,12 @@ class PromptDefence(Defence):
 
     def describe(self) -> dict:
         return {"name": self.name, "system": self.system, "prefix": self.prefix, "suffix": self.suffix}
+
+    def attack_surface(self) -> AttackSurface:
+        """The system prompt and the wording around the question: what an attack that knows this defence sees."""
+        if self.generator is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup(adapter) before attack_surface().")
+        return AttackSurface(builder=self.generator.adapter.inputs, wrap=self.wrap)
 
 
 class SelfReminderDefence(PromptDefence):

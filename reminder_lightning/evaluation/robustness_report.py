@@ -40,12 +40,18 @@ def collect_points(
             )  # fmt: skip
     covered = {(r["defence"], r["attack"]) for r in runs}
     not_applicable = [
-        {"defence": d, "attack": s["label"], "why": "the attack needs the defence's reminder artifact"}
+        {"defence": d, "attack": s["label"], "why": _NOT_APPLICABLE[s.get("knows", "reminder")]}
         for s in specs
         for d in labels
         if s["adaptive"] and (d, s["label"]) not in covered
     ]
     return {"clean": clean_rows, "attacked": attacked, "not_applicable": not_applicable}
+
+
+_NOT_APPLICABLE = {
+    "reminder": "the attack needs the defence's reminder artifact",
+    "defence": "the defence has no attack surface for it (none: plain PGD; the reminder: adaptive PGD; ECSO)",
+}
 
 
 def _cell(rate: dict | None) -> str:
