@@ -6,7 +6,8 @@ fitted on the attacker's ``goals``; an adaptive text suffix searched per goal), 
 ``probe_config``) with the harmful training and validation answers read once more under each adversarial image made
 so far and once per suffix group made so far (a group: one suffix attack's suffixes, taken in turn), counted as
 harmful. Each round writes ``round<r>/reminder.safetensors`` (the last one is copied to ``reminder.safetensors``) and
-``round<r>/refit.yaml`` (what the refit added to ``probe_config``); ``harden.json`` and ``harden.md`` report per
+``round<r>/refit.yaml`` (what the refit added to ``probe_config``; the check states of every part it read are kept in
+``states/``, so a round runs the model only on its own new inputs); ``harden.json`` and ``harden.md`` report per
 round each attack's numbers against the previous gate (P(safe) at the checks, share of checks under the threshold)
 and the new gate's validation flags on clean and attacked harmful answers and on benign ones. The soft prompt never
 changes: only the gate.
@@ -75,8 +76,13 @@ def harden(
             images += inputs["images"]
             suffixes += [inputs["suffixes"]] if inputs["suffixes"] else []
             made.append({"label": spec["label"], "goals": len(fitted), **inputs})
-        refit = {"output": str(folder / "gate.safetensors"), "reminder_output": str(folder / "reminder.safetensors"),
-                 "adversarial_images": list(images), "adversarial_suffixes": [list(g) for g in suffixes]}  # fmt: skip
+        refit = {
+            "output": str(folder / "gate.safetensors"),
+            "reminder_output": str(folder / "reminder.safetensors"),
+            "adversarial_images": list(images),
+            "adversarial_suffixes": [list(g) for g in suffixes],
+            "states_cache": str(out / "states"),
+        }  # fmt: skip: a round reads only its own new inputs
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "refit.yaml").write_text(yaml.safe_dump(refit, allow_unicode=True, width=120))
         calibration = probe(["--config", probe_config, "--config", str(folder / "refit.yaml")])["calibration"]

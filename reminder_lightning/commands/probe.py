@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from reminder_lightning.commands.probe_report import print_report, probe_report, scored
+from reminder_lightning.commands.probe_report import print_report, probe_report, scored, share
 from reminder_lightning.data.records import Record, attacked_copies, load_image, suffixed_copies
 from reminder_lightning.data.sources import RecordSource, load_sources
-from reminder_lightning.reminder.artifact import load_reminder, save_probe, save_reminder
+from reminder_lightning.reminder.artifact import file_sha256, load_reminder, save_probe, save_reminder
 from reminder_lightning.reminder.calibration import (
+    CheckStates,
     collect_check_states,
     fit_candidates,
     flat_layers,
@@ -37,6 +39,7 @@ from reminder_lightning.reminder.gate_selection import ThresholdRule, calibrate_
 from reminder_lightning.reminder.injection import ReminderInjector
 from reminder_lightning.reminder.probe_fitting import Position, roc_auc
 from reminder_lightning.reminder.schedule import ReminderSchedule
+from reminder_lightning.reminder.state_cache import StateCache, image_fingerprint
 from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
 
 
@@ -67,6 +70,7 @@ def fit_probe(
     adversarial_images: list[str] | None = None,
     adversarial_suffixes: list[list[str]] | None = None,
     min_val_tpr: float | None = None,
+    states_cache: str | None = None,
     batch_size: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -118,6 +122,10 @@ def fit_probe(
         min_val_tpr: With ``target_fpr``: refuse (raise, write nothing) a chosen gate that flags fewer than this
             share of the validation harmful answers (None: keep it; a gate short of 100% is warned about, in the
             printed report and the JSON's ``calibration.warnings``).
+        states_cache: A folder where the check states of each part (the clean records; the records under one
+            adversarial image or suffix group) are stored, keyed by what they depend on (model, reminder file,
+            records, images, answers, where they are read): a later call reading the same part loads it instead of
+            running the model (``harden`` sets it, so a round reads only its own new inputs). None: no cache.
         batch_size: Sequences per forward pass.
         seed: Seed of the subsample and the split.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:n]``.
@@ -173,31 +181,54 @@ def fit_probe(
     if validation_harmful is not None:
         sets["val_harmful"], sets["val_benign"] = validation_harmful.load(), validation_benign.load()
     clean_val_harmful = len(sets["val_harmful"])
+    clean_sizes = {}
     for name in ("train_harmful", "val_harmful"):  # adversarial calibration: attacked copies count as harmful
         clean = sets[name]
+        clean_sizes[name] = len(clean)
         sets[name] = (
             clean
             + attacked_copies(clean, adversarial_images or [])
             + suffixed_copies(clean, adversarial_suffixes or [])
         )
 
-    def states(name: str):
-        records = sets[name]
-        ids = None
-        if answers:
-            ids = [adapter.inputs.encode_text(_answer(r)) for r in records]
-        images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
+    cache = StateCache(states_cache) if states_cache else None
+    seen: dict[str, str] = {}  # image path -> content hash
+
+    def states(name: str, records: list[Record]):
         read_at = (
             schedule.replace(interval=fit_every, jitter=False)
             if fit_every and name.startswith("train")
             else schedule
         )
-        return collect_check_states(
-            adapter, [r.question for r in records], images, ids, flat_layers(layers), position, injector, read_at,
-            batch_size, desc=f"{name.replace('_', ' ')} states", max_new_tokens=max_new_tokens if answers else None,
-        )  # fmt: skip
 
-    s = {name: states(name) for name in sets}
+        def compute():
+            ids = [adapter.inputs.encode_text(_answer(r)) for r in records] if answers else None
+            images = [load_image(r) if (with_images and r.image is not None) else None for r in records]
+            return collect_check_states(
+                adapter, [r.question for r in records], images, ids, flat_layers(layers), position, injector,
+                read_at, batch_size, desc=f"{name.replace('_', ' ')} states",
+                max_new_tokens=max_new_tokens if answers else None,
+            )  # fmt: skip
+
+        if cache is None:
+            return compute()
+        description = {
+            "model": asdict(vlm), "reminder": file_sha256(reminder) if reminder else None, "position": position,
+            "layers": flat_layers(layers), "read_at": read_at.to_metadata() if read_at else None,
+            "max_new_tokens": max_new_tokens if answers else None,
+            "records": [[r.question, image_fingerprint(r.image, seen) if with_images else None,
+                         _answer(r) if answers else None] for r in records],
+        }  # fmt: skip
+        return cache.get(description, compute)
+
+    def parts(name: str) -> list[list[Record]]:
+        """The clean records, then one part per adversarial input (what a later harden round reads again)."""
+        size = clean_sizes.get(name, len(sets[name])) or 1
+        return [sets[name][i : i + size] for i in range(0, len(sets[name]), size)] or [[]]
+
+    s = {name: CheckStates.concat([states(name, part) for part in parts(name)]) for name in sets}
+    if cache is not None:
+        print(f"check states: {cache.hits} parts read from {states_cache}, {cache.misses} computed")
     if cross_fit_folds and target_fpr is None:
         raise ValueError("cross_fit_folds chooses the gate at an operating point: set target_fpr too.")
     if target_fpr is not None:
@@ -257,11 +288,6 @@ def _answer(record: Record) -> str:
             "answers=true reads the reminder inside the answer. Fix: give every record its answer."
         )
     return text
-
-
-def share(flags: torch.Tensor) -> float | None:
-    """The share of True flags (None when there are none to count)."""
-    return float(flags.float().mean()) if len(flags) else None
 
 
 def main(args: list[str] | None = None) -> dict:

@@ -69,3 +69,8 @@ def print_report(report: dict, out: Path) -> None:
     print(f"  written to {out} (report: {out.with_suffix('.json')})")
     for warning in (report.get("calibration") or {}).get("warnings", []):
         print(f"  warning: {warning}")
+
+
+def share(flags: torch.Tensor) -> float | None:
+    """The share of True flags (None when there are none to count)."""
+    return float(flags.float().mean()) if len(flags) else None

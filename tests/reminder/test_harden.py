@@ -17,7 +17,7 @@ from tests.training.helpers import REPO
 
 
 def test_each_round_attacks_the_previous_gate_and_refits_with_every_image_and_suffix_group_so_far(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(REPO)
     artifact = str(random_reminder(tmp_path / "reminder.safetensors"))
@@ -36,6 +36,11 @@ def test_each_round_attacks_the_previous_gate_and_refits_with_every_image_and_su
               "output_dir": str(tmp_path / "harden")}  # fmt: skip
     (tmp_path / "harden.yaml").write_text(json.dumps(config))
     result = main(["harden", "--config", str(tmp_path / "harden.yaml")])
+    cached = [line for line in capsys.readouterr().out.splitlines() if line.startswith("check states:")]
+    # round 1 reads 8 parts (harmful train and validation: clean, image, suffixes; benign train and validation);
+    # round 2 reads those again from states/ and runs the model on its own image and suffix group only
+    assert [line.split(" from ")[0] + ", " + line.split(", ")[-1] for line in cached] == [
+        "check states: 0 parts read, 8 computed", "check states: 8 parts read, 4 computed"]  # fmt: skip
     first, second = result["rounds"]
     assert first["attacked_gate"] == artifact and second["attacked_gate"] == first["reminder"]
     assert [a["label"] for a in first["attacks"]] == ["adaptive_pgd", "gcg"]
