@@ -5,14 +5,15 @@
 # budgets (`robustness --config configs/robustness/demo.yaml`): runs/demo/robustness/robustness.md, .json, .png.
 # With `full`, the gate recalibrated for randomised check positions too (configs/demo/probe_jitter.yaml), then
 # configs/robustness/demo_full.yaml (every option, the eps axis too) in the same folder. With `budgets` (after a
-# fast or full run, which made the hardened gate), the gate hardened against text too (`harden --config
-# configs/harden/demo_text.yaml`, when missing), then configs/robustness/demo_budgets.yaml: the budget axes (adaptive
-# PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and both hardened reminders, in its own
-# folder.
+# fast or full run, which made the hardened gate), configs/robustness/demo_budgets.yaml: the budget axes (adaptive
+# PGD over steps and eps, adaptive GCG over steps) on the plain, always-on and hardened reminder, in its own folder.
+# With `text` (after `make demo`), the gate hardened against images and text (`harden --config
+# configs/harden/demo_text.yaml`, when missing), then configs/robustness/demo_text.yaml: that gate under the budget
+# study's adaptive PGD and GCG, in its own folder.
 # With `baselines` (after `make demo`), configs/robustness/demo_baselines.yaml: the baselines against the PGD image
 # and against the image fitted through each of them (defence-aware PGD), the prompt-tuning baseline trained first
 # when it is missing or older than the SAPT records.
-#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets|baselines]
+#   scripts/demo_robustness.sh [WORK_DIR=runs/demo] [fast|full|budgets|baselines|text]
 # Extra arguments per step (the reduced demo test shrinks the run with them): DEMO_PROBE_ARGS, DEMO_HARDEN_ARGS,
 # DEMO_ROBUSTNESS_ARGS.
 set -euo pipefail
@@ -20,13 +21,14 @@ set -f  # the extra arguments may hold JSON lists: no globbing
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
 MODE=${2:-fast}
-case "$MODE" in fast | full | budgets | baselines) ;; *) echo "usage: $0 [WORK_DIR] [fast|full|budgets|baselines]" >&2; exit 2 ;; esac
+case "$MODE" in fast | full | budgets | baselines | text) ;; *) echo "usage: $0 [WORK_DIR] [fast|full|budgets|baselines|text]" >&2; exit 2 ;; esac
 PY=${PYTHON:-python}
 C="$WORK/configs/robustness"
 mkdir -p "$C"
 for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/demo/probe_gate.yaml \
   configs/demo/eval.yaml configs/harden/demo.yaml configs/harden/demo_text.yaml configs/robustness/demo.yaml configs/robustness/demo_full.yaml \
-  configs/robustness/demo_budgets.yaml configs/robustness/demo_baselines.yaml configs/demo/fit_prompt_tuning.yaml; do
+  configs/robustness/demo_budgets.yaml configs/robustness/demo_baselines.yaml configs/robustness/demo_text.yaml \
+  configs/demo/fit_prompt_tuning.yaml; do
   sed -e "s#configs/demo/eval.yaml#$C/demo_eval.yaml#" -e "s#configs/demo/probe_gate.yaml#$C/demo_probe_gate.yaml#" \
     -e "s#runs/demo\(/\|\$\)#$WORK\1#g" "$f" >"$C/$(basename "$(dirname "$f")")_$(basename "$f")"
 done
@@ -48,13 +50,19 @@ if [ "$MODE" = budgets ]; then
     echo "$WORK/harden/reminder.safetensors is missing: run scripts/demo_robustness.sh $WORK first (it hardens the gate)." >&2
     exit 2
   fi
+  step "the budget axes: adaptive PGD over steps and eps, adaptive GCG over steps"
+  $PY -m reminder_lightning robustness --config "$C/robustness_demo_budgets.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
+  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_budgets/robustness.md"
+  exit 0
+fi
+if [ "$MODE" = text ]; then
   if [ ! -f "$WORK/harden_text/reminder.safetensors" ]; then
     step "adversarial calibration against images and text: adaptive PGD and adaptive GCG against the gate, a refit"
     $PY -m reminder_lightning harden --config "$C/harden_demo_text.yaml" ${DEMO_HARDEN_ARGS:-}
   fi
-  step "the budget axes: adaptive PGD over steps and eps, adaptive GCG over steps"
-  $PY -m reminder_lightning robustness --config "$C/robustness_demo_budgets.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
-  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_budgets/robustness.md"
+  step "the gate hardened against text under adaptive PGD and GCG"
+  $PY -m reminder_lightning robustness --config "$C/robustness_demo_text.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
+  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_text/robustness.md"
   exit 0
 fi
 if [ "$MODE" = full ]; then

@@ -137,7 +137,7 @@ CHAINS: dict[str, list[tuple[str, str, list[str]]]] = {
 #: Configs run end to end by another test (the test's file must name them).
 ELSEWHERE = {f"configs/demo/{p.name}": "scripts/demo.sh" for p in (REPO / "configs" / "demo").glob("*.yaml")}
 ELSEWHERE["configs/compare/demo_defences.yaml"] = "scripts/demo_defences.sh"
-_ROBUSTNESS = ("demo.yaml", "demo_full.yaml", "demo_budgets.yaml", "demo_baselines.yaml")
+_ROBUSTNESS = ("demo.yaml", "demo_full.yaml", "demo_budgets.yaml", "demo_baselines.yaml", "demo_text.yaml")
 for _path in (
     "configs/harden/demo.yaml",
     "configs/harden/demo_text.yaml",
