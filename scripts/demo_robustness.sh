@@ -34,6 +34,11 @@ for f in configs/demo/probe_jitter.yaml configs/demo/probe_layers.yaml configs/d
 done
 start=$(date +%s)
 step() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
+robust() {  # robust CONFIG FOLDER: one robustness run, its time, then stop
+  $PY -m reminder_lightning robustness --config "$1" ${DEMO_ROBUSTNESS_ARGS:-}
+  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/$2/robustness.md"
+  exit 0
+}
 if [ "$MODE" = baselines ]; then
   PT="$WORK/prompt_tuning/adapter_config.json"
   if [ ! -f "$PT" ] || [ "$WORK/data/sapt_train_harmful.jsonl" -nt "$PT" ]; then
@@ -41,9 +46,7 @@ if [ "$MODE" = baselines ]; then
     $PY -m reminder_lightning fit --config "$C/demo_fit_prompt_tuning.yaml" ${DEMO_PT_ARGS:-}
   fi
   step "the baselines against the PGD image and the image fitted through each"
-  $PY -m reminder_lightning robustness --config "$C/robustness_demo_baselines.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
-  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_baselines/robustness.md"
-  exit 0
+  robust "$C/robustness_demo_baselines.yaml" robustness_baselines
 fi
 if [ "$MODE" = budgets ]; then
   if [ ! -f "$WORK/harden/reminder.safetensors" ]; then
@@ -51,9 +54,7 @@ if [ "$MODE" = budgets ]; then
     exit 2
   fi
   step "the budget axes: adaptive PGD over steps and eps, adaptive GCG over steps"
-  $PY -m reminder_lightning robustness --config "$C/robustness_demo_budgets.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
-  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_budgets/robustness.md"
-  exit 0
+  robust "$C/robustness_demo_budgets.yaml" robustness_budgets
 fi
 if [ "$MODE" = text ]; then
   if [ ! -f "$WORK/harden_text/reminder.safetensors" ]; then
@@ -61,9 +62,7 @@ if [ "$MODE" = text ]; then
     $PY -m reminder_lightning harden --config "$C/harden_demo_text.yaml" ${DEMO_HARDEN_ARGS:-}
   fi
   step "the gate hardened against text under adaptive PGD and GCG"
-  $PY -m reminder_lightning robustness --config "$C/robustness_demo_text.yaml" ${DEMO_ROBUSTNESS_ARGS:-}
-  echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness_text/robustness.md"
-  exit 0
+  robust "$C/robustness_demo_text.yaml" robustness_text
 fi
 if [ "$MODE" = full ]; then
   step "the gate recalibrated for randomised check positions"
@@ -76,5 +75,4 @@ $PY -m reminder_lightning harden --config "$C/harden_demo.yaml" ${DEMO_HARDEN_AR
 step "every defence against every attack and budget"
 ROBUSTNESS="$C/robustness_demo.yaml"
 [ "$MODE" = full ] && ROBUSTNESS="$C/robustness_demo_full.yaml"
-$PY -m reminder_lightning robustness --config "$ROBUSTNESS" ${DEMO_ROBUSTNESS_ARGS:-}
-echo "Robustness run finished in $(($(date +%s) - start)) s: $WORK/robustness/robustness.md"
+robust "$ROBUSTNESS" robustness
