@@ -188,5 +188,8 @@ class PromptTuningDefence(Defence):
         return AttackSurface(builder=self.builder, context=lambda: self.injector)
 
     def describe(self) -> dict:
-        config = None if self.config is None else json.loads(json.dumps(self.config.to_dict(), default=str))
-        return {"name": self.name, "adapter": self.adapter, "peft_config": config}
+        """Name, adapter folder and its peft config, read from the folder when :meth:`setup` has not run (a finished
+        run that is resumed only to be judged again describes itself before any model is loaded)."""
+        config = self.config if self.config is not None else load_prompt_tuning(self.adapter)[0]
+        return {"name": self.name, "adapter": self.adapter,
+                "peft_config": json.loads(json.dumps(config.to_dict(), default=str))}  # fmt: skip

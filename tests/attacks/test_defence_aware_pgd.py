@@ -116,3 +116,14 @@ def test_robustness_fits_the_defence_aware_image_per_defence(tmp_path, monkeypat
     assert (out / "self_reminder/steps/2/adversarial.png").read_bytes() != (
         out / "pt/steps/2/adversarial.png"
     ).read_bytes()
+
+
+def test_prompt_tuning_describes_itself_alike_before_and_after_setup(tmp_path):
+    """A finished run resumed only to be judged describes the defence before setup: it must match what it stored."""
+    from reminder_lightning.defences.prompt_tuning import PromptTuningDefence
+    from reminder_lightning.vlm.adapter import VLMAdapter, VLMSpec
+
+    defence = PromptTuningDefence(_adapter_folder(tmp_path / "pt"))
+    before = defence.describe()
+    defence.setup(VLMAdapter.load(VLMSpec(name_or_path="tiny:llava", dtype="float32")))
+    assert defence.describe() == before and before["peft_config"]["num_virtual_tokens"] == 3
