@@ -49,9 +49,10 @@ def robustness(
         defences: ``{label, class_path, init_args}`` per defence, as ``compare`` takes them.
         attacks: ``{label, class_path, init_args, adaptive, fit_on, budgets}`` per attack: ``adaptive`` (the attack
             knows the defence: its reminder artifact, or, for an attack class with ``knows = "defence"``, the
-            defence itself; a defence it cannot know is reported as not applicable), ``fit_on`` (``goals``: one universal attack; ``prompts``: a
-            search per attacked prompt, as GCG), ``budgets`` (``{axis: {param, values}}``), ``max_prompts`` (this
-            attack on fewer held-out prompts than the run's: a per-prompt search costs per prompt).
+            defence itself; a defence it cannot know is reported as not applicable), ``fit_on`` (``goals``: one
+            universal attack; ``prompts``: a search per attacked prompt, as GCG), ``budgets`` (``{axis: {param,
+            values}}``), ``max_prompts`` (this attack on fewer held-out prompts than the run's: a per-prompt search
+            costs per prompt).
         output_dir: Where attacks, answers and the report go.
         max_prompts: Attack only the first this many held-out harmful prompts (fewer prompts per point).
         test_args: More ``test`` arguments for every run.
