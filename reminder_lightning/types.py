@@ -139,3 +139,16 @@ class GenerationRecord:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def import_class(class_path: str) -> type:
+    """The class a config names by its dotted path (``package.module.Class``), with an error naming what is missing."""
+    import importlib
+
+    module, _, name = str(class_path).rpartition(".")
+    if not module:
+        raise ValueError(f"{class_path!r} is not a class path (e.g. reminder_lightning.defences.none.NoDefence).")
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None:
+        raise ValueError(f"{module} has no {name!r} (class_path {class_path}).")
+    return cls

@@ -14,12 +14,10 @@ attacks) is refused with the reason when the model is built.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
 from typing import Any
 
 from reminder_lightning.attacks.pgd import PGDImageAttack, PGDImageModule
-from reminder_lightning.types import EvalSample
+from reminder_lightning.types import import_class
 
 
 def build_defence(spec: dict[str, Any]):
@@ -29,8 +27,7 @@ def build_defence(spec: dict[str, Any]):
             f"defence {spec} needs class_path (e.g. reminder_lightning.defences.prompting.SelfReminderDefence) and "
             "may have init_args."
         )
-    module, name = spec["class_path"].rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
+    return import_class(spec["class_path"])(**(spec.get("init_args") or {}))
 
 
 class _DefendedGenerator:
@@ -92,17 +89,13 @@ class DefenceAwarePGDAttack(PGDImageAttack):
 
     def __init__(self, defence: dict[str, Any], **kwargs: Any):
         super().__init__(**kwargs)
-        build_defence(defence)  # a wrong class path or argument fails here, before any model is loaded
+        built = build_defence(defence)  # a wrong class path or argument fails here, before any model is loaded
+        if not built.has_attack_surface():
+            raise ValueError(
+                f"{self.name}: {type(built).__name__} has no attack surface (its answer is not one forward pass over a "
+                "changed input); the Safety Reminder is attacked by AdaptivePGDAttack, which knows its gate."
+            )
         self.defence = {"class_path": defence["class_path"], "init_args": dict(defence.get("init_args") or {})}
 
     def module_kwargs(self) -> dict[str, Any]:
         return {"defence": self.defence}
-
-    def fit(self, samples: list[EvalSample], output_dir: Path) -> None:
-        module, name = self.defence["class_path"].rsplit(".", 1)
-        if not getattr(importlib.import_module(module), name).has_attack_surface():
-            raise ValueError(
-                f"{self.name}: {name} has no attack surface (its answer is not one forward pass over a changed "
-                "input); the Safety Reminder is attacked by AdaptivePGDAttack, which knows its gate."
-            )
-        super().fit(samples, output_dir)

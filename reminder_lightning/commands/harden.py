@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reminder_lightning.types import import_class
+
 _SPEC_KEYS = {"class_path", "init_args", "label", "max_goals"}
 
 
@@ -114,16 +116,13 @@ def harden(
 
 
 def _attack_spec(raw: dict[str, Any]) -> dict[str, Any]:
-    import importlib
-
     unknown = set(raw) - _SPEC_KEYS
     if unknown or "." not in str(raw.get("class_path", "")):
         raise ValueError(
             f"harden: attack {raw} needs class_path (e.g. reminder_lightning.attacks.adaptive_pgd.AdaptivePGDAttack) "
             f"and may have {sorted(_SPEC_KEYS - {'class_path'})}; unknown: {sorted(unknown)}."
         )
-    module, name = raw["class_path"].rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
+    cls = import_class(raw["class_path"])
     if not hasattr(cls, "hardening_inputs"):
         raise ValueError(
             f"harden: {raw['class_path']} does not say what it made for the refit (no hardening_inputs): use an "
@@ -132,7 +131,7 @@ def _attack_spec(raw: dict[str, Any]) -> dict[str, Any]:
     max_goals = raw.get("max_goals")
     if max_goals is not None and max_goals < 1:
         raise ValueError(f"harden: attack {raw['class_path']} max_goals must be >= 1, got {max_goals}")
-    label = raw.get("label") or getattr(cls, "name", name)
+    label = raw.get("label") or getattr(cls, "name", cls.__name__)
     return {"class": cls, "init_args": dict(raw.get("init_args") or {}), "max_goals": max_goals,
             "label": re.sub(r"[^A-Za-z0-9_.-]+", "_", label)}  # fmt: skip
 

@@ -27,6 +27,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reminder_lightning.types import import_class
+
 
 def robustness(
     eval_config: str,
@@ -120,10 +122,7 @@ def _baseline(defences: list[dict], baseline: str | None) -> int:
 
 def _knows(class_path: str) -> str:
     """What an adaptive attack class knows of the defence: ``reminder`` (its artifact) or ``defence`` (itself)."""
-    import importlib
-
-    module, name = class_path.rsplit(".", 1)
-    return getattr(getattr(importlib.import_module(module), name), "knows", "reminder")
+    return getattr(import_class(class_path), "knows", "reminder")
 
 
 def _attack_spec(raw: dict) -> dict:
@@ -162,12 +161,9 @@ def _attacked_sets(spec, axis, budget, owner, known, held_out, goal_samples, out
     """Yield (budget value, attacked JSONL) for one attack, budget axis and owner (a defence, or shared); ``made``
     maps an attack's full arguments to the JSONL already made with them; ``known``: the arguments that tell an adaptive
     attack the defence (its ``reminder`` artifact, or the ``defence`` itself)."""
-    import importlib
-
     from reminder_lightning.commands.attack import write_samples
 
-    module, name = spec["class_path"].rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
+    cls = import_class(spec["class_path"])
     base = out / "attacks" / _safe(spec["label"]) / owner / axis
     param = budget["param"]
     resumable = getattr(cls, "budget_resumes", None) == param
@@ -229,15 +225,12 @@ def _knowledge(spec: dict, defence: dict) -> dict | None:
     """The arguments that tell the attack the defence it attacks (``{}``: it ignores the defence; None: it cannot
     know this one). ``knows: reminder`` (adaptive PGD and GCG) takes the defence's reminder artifact; ``knows:
     defence`` (defence-aware PGD) takes the defence itself, if its class has an attack surface."""
-    import importlib
-
     if not spec["adaptive"]:
         return {}
     init_args = defence.get("init_args") or {}
     if spec["knows"] == "reminder":
         return {"reminder": init_args["artifact"]} if init_args.get("artifact") else None
-    module, name = defence["class_path"].rsplit(".", 1)
-    if not getattr(importlib.import_module(module), name).has_attack_surface():
+    if not import_class(defence["class_path"]).has_attack_surface():
         return None
     return {"defence": {"class_path": defence["class_path"], "init_args": init_args}}
 
